@@ -1,0 +1,46 @@
+"""Exceptions raised by sbi-gen; each message names the problem and how to fix it."""
+
+from __future__ import annotations
+
+__all__ = [
+    "SbiGenError",
+    "PluginError",
+    "UnknownPluginError",
+    "DuplicatePluginError",
+    "DataError",
+    "PriorSupportError",
+    "ModelFileError",
+    "NotFittedError",
+]
+
+
+class SbiGenError(Exception):
+    """Base class of every error sbi-gen raises on purpose."""
+
+
+class PluginError(SbiGenError):
+    """A plugin could not be found, loaded or registered."""
+
+
+class UnknownPluginError(PluginError, LookupError):
+    """No plugin of the requested kind carries the requested name."""
+
+
+class DuplicatePluginError(PluginError):
+    """Two plugins registered the same name for the same kind."""
+
+
+class DataError(SbiGenError, ValueError):
+    """Simulations or observations have the wrong shape, dtype or values."""
+
+
+class PriorSupportError(DataError):
+    """A parameter vector lies outside the support of the prior."""
+
+
+class ModelFileError(SbiGenError, OSError):
+    """A saved model or data file is missing, corrupt or of an unknown version."""
+
+
+class NotFittedError(SbiGenError, RuntimeError):
+    """An estimator was used before `fit` or `load`."""

@@ -1,0 +1,82 @@
+"""The simulator interface every simulator plugin implements.
+
+A simulator draws ``x ~ p(x | theta)`` for a batch of parameters at once:
+``simulate(theta [n, d], generator) -> x [n, *x_shape]`` (float32), the same
+output for the same generator seed. It carries its prior. Where the physics
+allows it, a simulator also offers its exact ``log_likelihood`` and a
+``reference_posterior``; calibration and benchmarks then get ground truth.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from sbi_gen.prior import Prior
+
+__all__ = ["Simulator", "Posterior"]
+
+
+@runtime_checkable
+class Posterior(Protocol):
+    """A posterior for a batch of ``B`` observations (e.g. an analytic reference).
+
+    ``sample(n, generator)`` returns ``[n, B, d]``; ``log_prob(theta)`` takes
+    ``[..., B, d]`` and returns ``[..., B]``.
+    """
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
+
+    def log_prob(self, theta: Tensor) -> Tensor: ...
+
+
+class Simulator(ABC):
+    """Base class of simulator plugins.
+
+    Subclasses set ``prior`` and ``x_shape`` in ``__init__`` and implement
+    :meth:`simulate`. They record the keyword options they were built with in
+    ``self.options`` (JSON-serializable) so a saved model can name them.
+    """
+
+    #: registered plugin name, filled in by the registry
+    name: str = ""
+    prior: Prior
+    x_shape: tuple[int, ...]
+    options: dict[str, Any]
+
+    @abstractmethod
+    def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Simulate ``x`` ``[n, *x_shape]`` (float32) for ``theta`` ``[n, d]``."""
+
+    def log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
+        """Exact ``log p(x | theta)``: ``theta`` ``[..., B, d]``, ``x`` ``[B, *x_shape]`` -> ``[..., B]``."""
+        raise NotImplementedError(f"simulator {self.name!r} has no tractable likelihood")
+
+    def reference_posterior(self, x: Tensor) -> Posterior:
+        """The true posterior for observations ``x`` ``[B, *x_shape]``, where known."""
+        raise NotImplementedError(f"simulator {self.name!r} has no reference posterior")
+
+    @property
+    def has_log_likelihood(self) -> bool:
+        """Whether :meth:`log_likelihood` is implemented."""
+        return type(self).log_likelihood is not Simulator.log_likelihood
+
+    @property
+    def has_reference_posterior(self) -> bool:
+        """Whether :meth:`reference_posterior` is implemented."""
+        return type(self).reference_posterior is not Simulator.reference_posterior
+
+    def describe(self) -> dict[str, Any]:
+        """JSON description: name, options, prior and observation shape."""
+        return {
+            "name": self.name,
+            "options": dict(getattr(self, "options", {})),
+            "prior": self.prior.to_config(),
+            "x_shape": list(self.x_shape),
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, d={self.prior.dim}, x_shape={self.x_shape})"
