@@ -1,0 +1,299 @@
+"""The posterior-estimator interface: fit, sample, log_prob, save, load.
+
+Every estimator plugin subclasses :class:`PosteriorEstimator` and works in a
+standardized, unbounded parameter space ``z`` (see
+:class:`~sbi_gen.nn.ParameterTransform`) with standardized observations. The
+base class does everything around that: input checks, the prior-support
+transform and its Jacobian, the shared training loop, batched sampling over
+many observations, and saving as ``config.json`` + ``weights.safetensors``
+(no pickle, so loading a model never runs code).
+
+A plugin implements four methods:
+
+- ``build(theta_dim, x_shape) -> nn.Module``: the network, untrained;
+- ``loss_z(z [b, d], x [b, *x_shape]) -> [b]``: the training loss;
+- ``sample_z(x [B, *x_shape], n, generator) -> [n, B, d]``;
+- ``log_prob_z(z [n, B, d], x [B, *x_shape]) -> [n, B]`` (if it has densities).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from sbi_gen.data import check_observations, check_pairs
+from sbi_gen.errors import DataError, ModelFileError, NotFittedError
+from sbi_gen.nn import ParameterTransform, Standardize
+from sbi_gen.prior import Prior, prior_from_config
+from sbi_gen.training import TrainingConfig, TrainingHistory, resolve_device, train
+
+__all__ = ["PosteriorEstimator", "load_estimator", "FORMAT_NAME", "FORMAT_VERSION"]
+
+FORMAT_NAME = "sbi-gen-estimator"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class PosteriorEstimator(ABC):
+    """Base class of amortized posterior estimators ``q(theta | x)``.
+
+    Arguments:
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``; where the network lives.
+        **options: architecture options of the plugin (saved in the config).
+    """
+
+    #: registered plugin name; written into saved configs
+    name: ClassVar[str] = ""
+    #: whether :meth:`log_prob` is available, and how it is computed
+    capabilities: ClassVar[dict[str, Any]] = {"has_log_prob": True, "log_prob_method": "exact"}
+
+    def __init__(self, device: str = "cpu", **options: Any) -> None:
+        self.options = options
+        self.device = resolve_device(device)
+        self.network: nn.Module | None = None
+        self.prior: Prior | None = None
+        self.x_shape: tuple[int, ...] | None = None
+        self.history: TrainingHistory | None = None
+        self.metadata: dict[str, Any] = {}
+
+    # -- what plugins implement -------------------------------------------
+
+    @abstractmethod
+    def build(self, theta_dim: int, x_shape: tuple[int, ...]) -> nn.Module:
+        """The untrained network for ``theta [d]`` given ``x [*x_shape]``."""
+
+    @abstractmethod
+    def loss_z(self, z: Tensor, x: Tensor) -> Tensor:
+        """Per-pair training loss ``[b]`` in standardized space."""
+
+    @abstractmethod
+    def sample_z(self, x: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+        """``[n, B, d]`` standardized samples for standardized observations ``[B, *x_shape]``."""
+
+    def log_prob_z(self, z: Tensor, x: Tensor) -> Tensor:
+        """``log q(z | x)`` ``[n, B]`` for ``z [n, B, d]`` and standardized ``x [B, *x_shape]``."""
+        raise NotImplementedError(f"estimator {self.name!r} has no log_prob")
+
+    # -- the network and its standardization -------------------------------
+
+    @property
+    def core(self) -> nn.Module:
+        """The plugin's network (without the standardization around it)."""
+        return self._require_fitted()["core"]
+
+    def _require_fitted(self) -> nn.Module:
+        if self.network is None:
+            raise NotFittedError(f"estimator {self.name!r} is not fitted: call fit(...) or load_estimator(path)")
+        return self.network
+
+    def _assemble(self, prior: Prior, x_shape: tuple[int, ...]) -> nn.Module:
+        self.prior, self.x_shape = prior, tuple(x_shape)
+        self.network = nn.ModuleDict(
+            {
+                "theta_transform": ParameterTransform(prior.low, prior.high),
+                "x_standardize": Standardize(self.x_shape),
+                "core": self.build(prior.dim, self.x_shape),
+            }
+        ).to(self.device)
+        return self.network
+
+    def _standardized_x(self, x: Tensor) -> Tensor:
+        return self._require_fitted()["x_standardize"](x.to(self.device))
+
+    def _loss(self, theta: Tensor, x: Tensor) -> Tensor:
+        z, _ = self.network["theta_transform"](theta)
+        return self.loss_z(z.to(self.device), self.network["x_standardize"](x))
+
+    # -- public interface --------------------------------------------------
+
+    def fit(
+        self,
+        theta: Any,
+        x: Any,
+        prior: Prior,
+        training: TrainingConfig | None = None,
+        drop_invalid: bool = False,
+        **training_options: Any,
+    ) -> TrainingHistory:
+        """Train on pairs ``theta [n, d]``, ``x [n, *x_shape]`` drawn from ``prior``.
+
+        Non-finite rows and ``theta`` outside the prior raise :class:`DataError`
+        unless ``drop_invalid`` (their count is kept in ``metadata``).
+        ``training_options`` override fields of :class:`TrainingConfig`.
+        """
+        theta, x, report = check_pairs(theta, x, prior, drop_invalid=drop_invalid)
+        config = training or TrainingConfig(device=str(self.device))
+        for key, value in training_options.items():
+            if not hasattr(config, key):
+                raise TypeError(f"unknown training option {key!r}")
+            setattr(config, key, value)
+        torch.manual_seed(config.seed)
+        network = self._assemble(prior, tuple(x.shape[1:]))
+        network["theta_transform"].fit(theta)
+        network["x_standardize"].fit(x)
+        self.metadata["data"] = {"num_pairs": len(theta), "dropped": report}
+        self.history = train(network, self._loss, theta.to(self.device), x.to(self.device), config)
+        return self.history
+
+    @torch.no_grad()
+    def sample(
+        self, x_obs: Any, n: int, generator: torch.Generator | None = None, max_batch: int = 100_000
+    ) -> Tensor:
+        """Draw ``[n, B, d]`` posterior samples for ``B`` observations ``[B, *x_shape]`` in one call.
+
+        A single observation of shape ``x_shape`` is taken as ``B = 1``. Work is
+        split so that at most ``max_batch`` samples are transformed at once.
+        """
+        network = self._require_fitted()
+        network.eval()
+        x = self._standardized_x(check_observations(x_obs, self.x_shape))
+        chunk = max(1, max_batch // len(x))
+        parts = [self.sample_z(x, min(chunk, n - i), generator) for i in range(0, n, chunk)]
+        z = torch.cat(parts) if parts else torch.empty(0, len(x), self.prior.dim, device=self.device)
+        return network["theta_transform"].inverse(z)
+
+    @torch.no_grad()
+    def log_prob(self, theta: Any, x_obs: Any) -> Tensor:
+        """``log q(theta | x)`` for ``theta [n, B, d]`` (or ``[B, d]``) and ``x_obs [B, *x_shape]``.
+
+        Returns ``[n, B]`` (or ``[B]``), in nats per the parameters' units;
+        ``-inf`` outside the prior support.
+        """
+        if not self.capabilities.get("has_log_prob", False):
+            raise NotImplementedError(f"estimator {self.name!r} has no log_prob")
+        network = self._require_fitted()
+        network.eval()
+        x = check_observations(x_obs, self.x_shape)
+        theta = torch.as_tensor(theta, dtype=torch.float32)
+        squeeze = theta.ndim == 2
+        if squeeze:
+            theta = theta.unsqueeze(0)
+        if theta.ndim != 3 or theta.shape[1:] != (len(x), self.prior.dim):
+            raise DataError(
+                f"theta must have shape [n, {len(x)}, {self.prior.dim}] or [{len(x)}, {self.prior.dim}] "
+                f"for {len(x)} observation(s), got {list(theta.shape)}"
+            )
+        inside = self.prior.contains(theta)
+        z, log_det = network["theta_transform"](theta)
+        log_q = self.log_prob_z(z.to(self.device), self._standardized_x(x)).double().cpu() + log_det
+        log_q = torch.where(inside, log_q, torch.full_like(log_q, -math.inf))
+        return log_q[0] if squeeze else log_q
+
+    def posterior(self, x_obs: Any) -> _BoundPosterior:
+        """The posterior for fixed observations, with ``sample(n, generator)`` and ``log_prob(theta)``."""
+        return _BoundPosterior(self, check_observations(x_obs, self.x_shape))
+
+    # -- persistence -------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """Everything but the weights, as JSON: plugin, options, prior, shapes, training record."""
+        from sbi_gen import __version__
+
+        self._require_fitted()
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "plugin": self.name,
+            "sbi_gen_version": __version__,
+            "options": self.options,
+            "theta_dim": self.prior.dim,
+            "x_shape": list(self.x_shape),
+            "prior": self.prior.to_config(),
+            "training": self.history.to_dict() if self.history else None,
+            "metadata": self.metadata,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``weights.safetensors`` into directory ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {key: value.detach().cpu().contiguous().clone() for key, value in self.network.state_dict().items()}
+        config = self.config()
+        _atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+        _atomic_write(path / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
+        return path
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], device: str = "cpu") -> PosteriorEstimator:
+        """Rebuild a fitted estimator from its config and weights."""
+        estimator = cls(device=device, **config["options"])
+        estimator._assemble(prior_from_config(config["prior"]), tuple(config["x_shape"]))
+        estimator.network.load_state_dict(state)
+        estimator.network.eval()
+        if config.get("training"):
+            estimator.history = TrainingHistory(**config["training"])
+        estimator.metadata = dict(config.get("metadata") or {})
+        return estimator
+
+    def __repr__(self) -> str:
+        status = "unfitted" if self.network is None else f"d={self.prior.dim}, x_shape={self.x_shape}"
+        return f"{type(self).__name__}({status}, options={self.options})"
+
+
+class _BoundPosterior:
+    """``q(theta | x)`` for fixed observations ``x [B, *x_shape]``."""
+
+    def __init__(self, estimator: PosteriorEstimator, x: Tensor) -> None:
+        self.estimator, self.x = estimator, x
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.estimator.sample(self.x, n, generator)
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        return self.estimator.log_prob(theta, self.x)
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_estimator(path: str | os.PathLike, device: str = "cpu", registry=None) -> PosteriorEstimator:
+    """Load a saved estimator directory; the plugin named in its config must be installed."""
+    from sbi_gen.registry import get_registry
+
+    path = Path(path)
+    config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
+    if not config_file.is_file():
+        raise ModelFileError(f"{path} is not a saved sbi-gen model: {CONFIG_FILE} is missing")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{config_file} is corrupt: not valid JSON ({error})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{config_file} is not an sbi-gen model config (no format {FORMAT_NAME!r})")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was saved in format version {config['format_version']}; this sbi-gen reads up to "
+            f"{FORMAT_VERSION}: upgrade sbi-gen"
+        )
+    missing = {"plugin", "options", "prior", "x_shape"} - set(config)
+    if missing:
+        raise ModelFileError(f"{config_file} lacks the key(s) {sorted(missing)}")
+    factory = (registry or get_registry()).spec("estimator", config["plugin"]).factory
+    if not (isinstance(factory, type) and issubclass(factory, PosteriorEstimator)):
+        raise ModelFileError(f"estimator plugin {config['plugin']!r} cannot load saved models")
+    if not weights_file.is_file():
+        raise ModelFileError(f"{path}: {WEIGHTS_FILE} is missing")
+    try:
+        state = load_file(str(weights_file))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelFileError(f"{weights_file} is corrupt or truncated ({error})") from None
+    try:
+        return factory.from_config(config, state, device=device)
+    except RuntimeError as error:
+        raise ModelFileError(f"{weights_file} does not match {CONFIG_FILE}: {error}") from None

@@ -1,0 +1,7 @@
+"""Shared networks: standardization, parameter-support transforms, embedding nets."""
+
+from sbi_gen.nn.embedding import MLPEmbedding
+from sbi_gen.nn.standardize import Standardize
+from sbi_gen.nn.support import ParameterTransform
+
+__all__ = ["MLPEmbedding", "ParameterTransform", "Standardize"]

@@ -1,0 +1,216 @@
+"""One training loop for every estimator.
+
+The estimator supplies a module and a loss ``loss(theta_batch, x_batch) -> [batch]``
+(a per-pair loss such as the negative log density); this loop does the rest:
+a seeded validation split, AdamW, gradient clipping, early stopping on the
+validation loss with the best weights restored, a progress bar, and optional
+checkpoints from which an interrupted fit resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+__all__ = ["TrainingConfig", "TrainingHistory", "train", "resolve_device"]
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of the shared training loop.
+
+    Arguments:
+        batch_size: pairs per gradient step.
+        learning_rate: AdamW step size.
+        weight_decay: AdamW weight decay.
+        max_epochs: upper bound on passes over the training pairs.
+        validation_fraction: share of pairs held out for early stopping.
+        patience: epochs without validation improvement before stopping.
+        lr_patience: epochs without improvement before the step size is halved
+            (``None``: constant step size).
+        min_learning_rate: the step size is never halved below this.
+        clip_grad_norm: maximum gradient norm (``None``: no clipping).
+        seed: seeds the split, the batch order and the weight initialization.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (GPU if present).
+        progress: show a progress bar.
+        checkpoint_dir: if set, save a checkpoint each epoch and resume from it.
+        max_seconds: stop (keeping the best weights) after this much wall time.
+    """
+
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    max_epochs: int = 300
+    validation_fraction: float = 0.1
+    patience: int = 20
+    lr_patience: int | None = 5
+    min_learning_rate: float = 1e-5
+    clip_grad_norm: float | None = 5.0
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    checkpoint_dir: str | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ValueError("batch_size, max_epochs and patience must be positive")
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch mean losses and how training ended."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_because: str = ""
+    seconds: float = 0.0
+
+    @property
+    def best_validation_loss(self) -> float:
+        return self.validation_loss[self.best_epoch] if self.validation_loss else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when available; any other value is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device} was asked for, but no CUDA GPU is available; use device='cpu'")
+    return device
+
+
+def _mean_loss(module: nn.Module, loss_fn, theta: Tensor, x: Tensor, batch_size: int) -> float:
+    module.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(theta), batch_size):
+            total += float(loss_fn(theta[i : i + batch_size], x[i : i + batch_size]).sum())
+    return total / len(theta)
+
+
+def train(
+    module: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    theta: Tensor,
+    x: Tensor,
+    config: TrainingConfig | None = None,
+) -> TrainingHistory:
+    """Fit ``module`` by minimizing the mean of ``loss_fn`` over the pairs.
+
+    Arguments:
+        module: holds every trainable parameter; left with the best weights.
+        loss_fn: per-pair loss ``(theta [b, d], x [b, *x_shape]) -> [b]``.
+        theta, x: training pairs, already on the module's device.
+        config: loop settings.
+    """
+    config = config or TrainingConfig()
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(config.seed)
+    order = torch.randperm(len(theta), generator=generator)
+    n_val = max(1, int(round(config.validation_fraction * len(theta))))
+    if len(theta) - n_val < 1:
+        raise ValueError(f"{len(theta)} pairs are too few to hold out a validation set")
+    val_idx, train_idx = order[:n_val].to(theta.device), order[n_val:].to(theta.device)
+    theta_val, x_val = theta[val_idx], x[val_idx]
+    theta_train, x_train = theta[train_idx], x[train_idx]
+
+    optimizer = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = None
+    if config.lr_patience is not None:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=config.lr_patience, min_lr=config.min_learning_rate
+        )
+    history = TrainingHistory()
+    best_state = copy.deepcopy(module.state_dict())
+    checkpoint = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir else None
+    first_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        first_epoch, best_state = _resume(checkpoint, module, optimizer, scheduler, history, generator)
+
+    bar = tqdm(range(first_epoch, config.max_epochs), disable=not config.progress, desc="training", unit="epoch")
+    history.stopped_because = "max_epochs"
+    for epoch in bar:
+        module.train()
+        permutation = torch.randperm(len(theta_train), generator=generator).to(theta.device)
+        total = 0.0
+        for i in range(0, len(permutation), config.batch_size):
+            batch = permutation[i : i + config.batch_size]
+            loss = loss_fn(theta_train[batch], x_train[batch]).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
+            optimizer.step()
+            total += float(loss.detach()) * len(batch)
+        history.train_loss.append(total / len(theta_train))
+        history.validation_loss.append(_mean_loss(module, loss_fn, theta_val, x_val, 4 * config.batch_size))
+        if history.best_epoch < 0 or history.validation_loss[-1] < history.best_validation_loss:
+            history.best_epoch = epoch
+            best_state = copy.deepcopy(module.state_dict())
+        if scheduler is not None:
+            scheduler.step(history.validation_loss[-1])
+        bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{history.validation_loss[-1]:.3f}")
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, epoch, module, optimizer, scheduler, history, generator, best_state)
+        if not math.isfinite(history.train_loss[-1]):
+            history.stopped_because = "non-finite loss"
+            break
+        if epoch - history.best_epoch >= config.patience:
+            history.stopped_because = "early stopping"
+            break
+        if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+            history.stopped_because = "time limit"
+            break
+    bar.close()
+    module.load_state_dict(best_state)
+    module.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def _save_checkpoint(path: Path, epoch: int, module, optimizer, scheduler, history, generator, best_state) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "epoch": epoch,
+        "module": module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "best_state": best_state,
+        "generator": generator.get_state(),
+        "train_loss": torch.tensor(history.train_loss, dtype=torch.float64),
+        "validation_loss": torch.tensor(history.validation_loss, dtype=torch.float64),
+        "best_epoch": history.best_epoch,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _resume(path: Path, module, optimizer, scheduler, history, generator) -> tuple[int, dict]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["module"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"]:
+        scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    history.train_loss = state["train_loss"].tolist()
+    history.validation_loss = state["validation_loss"].tolist()
+    history.best_epoch = int(state["best_epoch"])
+    return int(state["epoch"]) + 1, state["best_state"]
