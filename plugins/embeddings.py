@@ -1,0 +1,34 @@
+"""Built-in embedding nets: ``mlp`` (default) and ``identity`` (for small, informative x)."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from sbi_gen.hookspecs import EmbeddingSpec, hookimpl
+from sbi_gen.nn import MLPEmbedding
+
+__all__ = ["IdentityEmbedding"]
+
+
+class IdentityEmbedding(nn.Module):
+    """Flatten ``x``; ``output_features`` must equal the number of entries of ``x``."""
+
+    def __init__(self, x_shape: tuple[int, ...], output_features: int | None = None) -> None:
+        super().__init__()
+        size = math.prod(x_shape)
+        if output_features not in (None, size):
+            raise ValueError(f"identity embedding keeps all {size} entries of x, not {output_features}")
+        self.flatten = nn.Flatten()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.flatten(x)
+
+
+@hookimpl
+def sbi_gen_embeddings() -> list[EmbeddingSpec]:
+    return [
+        EmbeddingSpec("mlp", "multilayer perceptron on flattened x (hidden_features, num_layers)", MLPEmbedding),
+        EmbeddingSpec("identity", "flattened x, unchanged (for low-dimensional summaries)", IdentityEmbedding),
+    ]

@@ -1,0 +1,190 @@
+"""Conditional normalizing-flow posterior ``q(theta | x)`` built on nflows.
+
+Flows (``flow=``):
+
+- ``"nsf"`` (default): rational-quadratic neural spline coupling layers
+  (Durkan et al. 2019, "Neural Spline Flows", arXiv:1906.04032) with
+  residual-net conditioners and an LU-decomposed linear mixing layer between
+  them. Sampling and density each cost one network pass per layer, so
+  sampling is as fast as density evaluation; splines model skewed and
+  multimodal posteriors that affine layers cannot.
+- ``"maf"``: masked affine autoregressive flow (Papamakarios et al. 2017,
+  arXiv:1705.07057); fast density, but sampling costs ``d`` passes per layer.
+- ``"nsf_ar"``: autoregressive rational-quadratic splines; the most flexible,
+  with ``d`` passes per layer when sampling.
+
+The flow models standardized, unbounded parameters ``z`` (see
+:class:`sbi_gen.nn.ParameterTransform`), so no mass leaks outside the prior;
+the context is an embedding of the standardized observation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from nflows.nn.nets import ResidualNet
+from nflows.transforms import (
+    CompositeTransform,
+    LULinear,
+    MaskedAffineAutoregressiveTransform,
+    MaskedPiecewiseRationalQuadraticAutoregressiveTransform,
+    PiecewiseRationalQuadraticCouplingTransform,
+    RandomPermutation,
+)
+from nflows.utils import create_alternating_binary_mask
+from torch import Tensor, nn
+
+from sbi_gen.estimator import PosteriorEstimator
+from sbi_gen.hookspecs import EstimatorSpec, hookimpl
+from sbi_gen.registry import get_registry
+
+__all__ = ["FlowPosterior", "ConditionalFlow"]
+
+FLOW_TYPES = ("nsf", "maf", "nsf_ar")
+
+
+class ConditionalFlow(nn.Module):
+    """A standard-normal base distribution pushed through ``transform`` given ``embedding(x)``.
+
+    Arguments:
+        transform: nflows transform mapping ``z [b, d]`` to noise, with context.
+        embedding: ``[B, *x_shape] -> [B, context_features]``.
+        dim: ``d``.
+    """
+
+    def __init__(self, transform: nn.Module, embedding: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.transform, self.embedding, self.dim = transform, embedding, dim
+
+    def _normal_log_prob(self, noise: Tensor) -> Tensor:
+        return -0.5 * (noise**2).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+
+    def log_prob(self, z: Tensor, x: Tensor) -> Tensor:
+        """``z [n, B, d]`` (or ``[B, d]`` paired with x) -> ``[n, B]`` (or ``[B]``)."""
+        context = self.embedding(x)
+        flat_z = z.reshape(-1, self.dim)
+        repeats = flat_z.shape[0] // context.shape[0]
+        noise, log_det = self.transform(flat_z, context=context.repeat(repeats, 1))
+        return (self._normal_log_prob(noise) + log_det).reshape(z.shape[:-1])
+
+    def sample(self, x: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+        """``[n, B, d]`` samples for ``x [B, *x_shape]``; base noise comes from ``generator`` on the CPU."""
+        context = self.embedding(x)
+        noise = torch.randn(n * context.shape[0], self.dim, generator=generator).to(context.device)
+        z, _ = self.transform.inverse(noise, context=context.repeat(n, 1))
+        return z.reshape(n, context.shape[0], self.dim)
+
+
+def _spline_coupling_layers(dim: int, context: int, hidden: int, bins: int, blocks: int, count: int, tail: float):
+    layers: list[nn.Module] = []
+    for i in range(count):
+        def conditioner(in_features: int, out_features: int) -> nn.Module:
+            return ResidualNet(in_features, out_features, hidden, context_features=context, num_blocks=blocks)
+
+        layers.append(
+            PiecewiseRationalQuadraticCouplingTransform(
+                mask=create_alternating_binary_mask(dim, even=i % 2 == 0),
+                transform_net_create_fn=conditioner,
+                num_bins=bins,
+                tails="linear",
+                tail_bound=tail,
+            )
+        )
+        layers.append(LULinear(dim, identity_init=True))
+    return layers
+
+
+class FlowPosterior(PosteriorEstimator):
+    """Amortized posterior from a conditional normalizing flow.
+
+    Arguments:
+        flow: ``"nsf"`` (default), ``"maf"`` or ``"nsf_ar"`` (see the module doc).
+        num_transforms: number of flow layers.
+        hidden_features: width of the conditioner networks.
+        num_blocks: residual blocks (or hidden layers) per conditioner.
+        num_bins: spline bins (spline flows only).
+        tail_bound: splines act on ``[-tail_bound, tail_bound]``, identity outside.
+        embedding: registered embedding-net name for ``x`` (``"mlp"``).
+        embedding_features: size of the embedding.
+        embedding_options: keyword options of the embedding net.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    """
+
+    name = "flow"
+    capabilities = {"has_log_prob": True, "log_prob_method": "exact"}
+
+    def __init__(
+        self,
+        flow: str = "nsf",
+        num_transforms: int = 5,
+        hidden_features: int = 64,
+        num_blocks: int = 2,
+        num_bins: int = 8,
+        tail_bound: float = 3.0,
+        embedding: str = "mlp",
+        embedding_features: int = 32,
+        embedding_options: dict[str, Any] | None = None,
+        device: str = "cpu",
+    ) -> None:
+        if flow not in FLOW_TYPES:
+            raise ValueError(f"unknown flow {flow!r}; choose one of {FLOW_TYPES}")
+        super().__init__(
+            device=device, flow=flow, num_transforms=num_transforms, hidden_features=hidden_features,
+            num_blocks=num_blocks, num_bins=num_bins, tail_bound=tail_bound, embedding=embedding,
+            embedding_features=embedding_features, embedding_options=dict(embedding_options or {}),
+        )
+
+    def build(self, theta_dim: int, x_shape: tuple[int, ...]) -> nn.Module:
+        o = self.options
+        embedding = get_registry().embedding(o["embedding"], x_shape, o["embedding_features"], **o["embedding_options"])
+        with torch.no_grad():
+            context = embedding(torch.zeros(2, *x_shape)).shape[-1]
+        flow = o["flow"] if theta_dim > 1 or o["flow"] != "nsf" else "nsf_ar"  # coupling needs d >= 2
+        layers: list[nn.Module] = []
+        if flow == "nsf":
+            layers = _spline_coupling_layers(
+                theta_dim, context, o["hidden_features"], o["num_bins"], o["num_blocks"], o["num_transforms"],
+                o["tail_bound"],
+            )
+        else:
+            for _ in range(o["num_transforms"]):
+                if flow == "maf":
+                    layers.append(
+                        MaskedAffineAutoregressiveTransform(
+                            theta_dim, o["hidden_features"], context_features=context, num_blocks=o["num_blocks"],
+                            use_residual_blocks=False, activation=torch.tanh,
+                        )
+                    )
+                else:
+                    layers.append(
+                        MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+                            theta_dim, o["hidden_features"], context_features=context, num_bins=o["num_bins"],
+                            tails="linear", tail_bound=o["tail_bound"], num_blocks=o["num_blocks"],
+                            use_residual_blocks=False,
+                        )
+                    )
+                layers.append(RandomPermutation(theta_dim))
+        return ConditionalFlow(CompositeTransform(layers), embedding, theta_dim)
+
+    def loss_z(self, z: Tensor, x: Tensor) -> Tensor:
+        return -self.core.log_prob(z, x)
+
+    def sample_z(self, x: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+        return self.core.sample(x, n, generator)
+
+    def log_prob_z(self, z: Tensor, x: Tensor) -> Tensor:
+        return self.core.log_prob(z, x)
+
+
+@hookimpl
+def sbi_gen_estimators() -> list[EstimatorSpec]:
+    return [
+        EstimatorSpec(
+            "flow",
+            "conditional normalizing flow (neural spline coupling by default; maf, nsf_ar) on nflows",
+            FlowPosterior,
+            {"has_log_prob": True, "log_prob_method": "exact"},
+        )
+    ]
