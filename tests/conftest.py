@@ -1,0 +1,33 @@
+"""Shared fixtures: the registry, the toy simulator and a small trained flow."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sbi_gen
+from sbi_gen.registry import Registry
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture()
+def registry() -> Registry:
+    return Registry()
+
+
+@pytest.fixture(scope="session")
+def toy():
+    return sbi_gen.get_simulator("toy_gaussian", dim=3)
+
+
+@pytest.fixture(scope="session")
+def small_flow(toy):
+    """A flow trained briefly on 2,000 toy simulations: for interface tests, not accuracy."""
+    data = sbi_gen.simulate(toy, 2000, seed=0)
+    estimator = sbi_gen.get_estimator("flow", num_transforms=2, hidden_features=32)
+    estimator.fit(data.theta, data.x, toy.prior, max_epochs=5, progress=False)
+    return estimator

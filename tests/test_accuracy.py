@@ -1,0 +1,36 @@
+"""Statistical acceptance tests of the default flow on the toy Gaussian (slow: they train)."""
+
+import pytest
+import torch
+
+import sbi_gen
+from sbi_gen.calibration import c2st, sbc_test
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained():
+    simulator = sbi_gen.get_simulator("toy_gaussian")  # d = 5
+    data = sbi_gen.simulate(simulator, 10_000, seed=1)
+    estimator = sbi_gen.get_estimator("flow")
+    estimator.fit(data.theta, data.x, simulator.prior, seed=0, progress=False)
+    return simulator, estimator
+
+
+def test_flow_posterior_is_close_to_the_analytic_one(trained):
+    simulator, estimator = trained
+    observations = sbi_gen.simulate(simulator, 5, seed=99)
+    samples = estimator.sample(observations.x, 10_000, torch.Generator().manual_seed(0))
+    reference = simulator.reference_posterior(observations.x).sample(10_000, torch.Generator().manual_seed(1))
+    accuracies = [c2st(reference[:, b], samples[:, b], seed=b).accuracy for b in range(5)]
+    assert sum(accuracies) / 5 <= 0.55, accuracies
+
+
+def test_flow_passes_sbc_and_an_overconfident_posterior_fails(trained):
+    simulator, estimator = trained
+    test = sbi_gen.simulate(simulator, 300, seed=7)
+    flow_samples = estimator.sample(test.x, 1000, torch.Generator().manual_seed(0))
+    assert not sbc_test(flow_samples, test.theta).rejects(0.01)
+    overconfident = simulator.reference_posterior(test.x).scaled(covariance_factor=0.25)
+    assert sbc_test(overconfident.sample(1000, torch.Generator().manual_seed(0)), test.theta).rejects(0.01)

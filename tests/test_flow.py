@@ -1,0 +1,103 @@
+"""The estimator contract, run through the `flow` plugin (every estimator plugin should pass it)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import sbi_gen
+from sbi_gen import DataError, ModelFileError, NotFittedError, UniformPrior, load_estimator
+
+
+def test_sample_is_batched_over_observations(small_flow, toy):
+    x = sbi_gen.simulate(toy, 4, seed=1).x
+    samples = small_flow.sample(x, 100, torch.Generator().manual_seed(0))
+    assert samples.shape == (100, 4, 3)
+    one = small_flow.sample(x[0], 10)
+    assert one.shape == (10, 1, 3)
+
+
+def test_log_prob_shapes_and_consistency(small_flow, toy):
+    x = sbi_gen.simulate(toy, 3, seed=2).x
+    theta = small_flow.sample(x, 7, torch.Generator().manual_seed(0))
+    log_q = small_flow.log_prob(theta, x)
+    assert log_q.shape == (7, 3)
+    assert torch.allclose(small_flow.log_prob(theta[0], x), log_q[0], atol=1e-5)
+    assert bool(torch.isfinite(log_q).all())
+
+
+def test_save_load_round_trip_is_exact(small_flow, toy, tmp_path):
+    small_flow.save(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["plugin"] == "flow" and config["prior"]["type"] == "gaussian"
+    loaded = load_estimator(tmp_path / "model")
+    x = sbi_gen.simulate(toy, 2, seed=3).x
+    a = small_flow.sample(x, 50, torch.Generator().manual_seed(9))
+    b = loaded.sample(x, 50, torch.Generator().manual_seed(9))
+    assert torch.equal(a, b)
+    assert torch.equal(small_flow.log_prob(a, x), loaded.log_prob(a, x))
+
+
+def test_corrupt_model_files_are_named(small_flow, tmp_path):
+    path = small_flow.save(tmp_path / "model")
+    (path / "weights.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(ModelFileError, match="weights.safetensors is corrupt"):
+        load_estimator(path)
+    (path / "config.json").write_text("{ not json")
+    with pytest.raises(ModelFileError, match="config.json is corrupt"):
+        load_estimator(path)
+    with pytest.raises(ModelFileError, match="config.json is missing"):
+        load_estimator(tmp_path / "nowhere")
+
+
+def test_weights_that_do_not_fit_the_config_are_named(small_flow, tmp_path):
+    path = small_flow.save(tmp_path / "model")
+    config = json.loads((path / "config.json").read_text())
+    config["options"]["hidden_features"] = 16
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match="does not match config.json"):
+        load_estimator(path)
+
+
+def test_bad_observations_are_named(small_flow):
+    with pytest.raises(DataError, match=r"shape \[B, 3\] or \[3\], got \[2, 4\]"):
+        small_flow.sample(torch.zeros(2, 4), 5)
+    with pytest.raises(DataError, match="NaN"):
+        small_flow.sample(torch.tensor([[0.0, float("nan"), 0.0]]), 5)
+    with pytest.raises(DataError, match=r"theta must have shape \[n, 1, 3\]"):
+        small_flow.log_prob(torch.zeros(4, 2, 3), torch.zeros(1, 3))
+
+
+def test_unfitted_estimator_says_so():
+    with pytest.raises(NotFittedError, match="not fitted"):
+        sbi_gen.get_estimator("flow").sample(torch.zeros(1, 3), 2)
+
+
+def test_unknown_flow_type_is_named():
+    with pytest.raises(ValueError, match="unknown flow 'realnvp'"):
+        sbi_gen.get_estimator("flow", flow="realnvp")
+
+
+@pytest.mark.parametrize("flow", ["nsf", "maf", "nsf_ar"])
+def test_bounded_prior_no_leakage_and_density_integrates_to_one(flow):
+    """On a 2-D box prior every sample lies inside, and exp(log_prob) integrates to 1 over the box."""
+    prior = UniformPrior([0.0, -1.0], [1.0, 1.0])
+    generator = torch.Generator().manual_seed(0)
+    theta = prior.sample(2000, generator)
+    x = theta + 0.05 * torch.randn(2000, 2, generator=generator)
+    estimator = sbi_gen.get_estimator("flow", flow=flow, num_transforms=2, hidden_features=16)
+    estimator.fit(theta, x, prior, max_epochs=5, progress=False)
+    x_obs = torch.tensor([[0.02, 0.98], [0.5, 0.0]])
+    samples = estimator.sample(x_obs, 5000, generator)
+    assert bool(prior.contains(samples).all())
+    n = 400
+    g0 = (torch.arange(n) + 0.5) / n
+    g1 = -1 + 2 * (torch.arange(n) + 0.5) / n
+    grid = torch.cartesian_prod(g0, g1)
+    cell = (1.0 / n) * (2.0 / n)
+    for b in range(2):
+        log_q = estimator.log_prob(grid[:, None, :], x_obs[b : b + 1])[:, 0]
+        assert float(log_q.exp().sum() * cell) == pytest.approx(1.0, abs=0.03)
+    outside = estimator.log_prob(torch.tensor([[1.5, 0.0]]), x_obs[:1])
+    assert outside.item() == -math.inf

@@ -1,0 +1,55 @@
+"""The shared training loop: early stopping, best weights, resumable checkpoints."""
+
+import torch
+from torch import nn
+
+from sbi_gen.training import TrainingConfig, train
+
+
+def regression_problem(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(512, 3, generator=generator)
+    theta = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(512, 1, generator=generator)
+    return theta, x
+
+
+def make_model():
+    torch.manual_seed(0)
+    return nn.Linear(3, 1)
+
+
+def loss_for(model):
+    return lambda theta, x: ((model(x) - theta) ** 2).sum(-1)
+
+
+def test_training_reduces_loss_and_keeps_the_best_weights():
+    theta, x = regression_problem()
+    model = make_model()
+    history = train(model, loss_for(model), theta, x, TrainingConfig(max_epochs=60, batch_size=32, progress=False, learning_rate=1e-2))
+    assert history.validation_loss[history.best_epoch] == min(history.validation_loss)
+    assert history.best_validation_loss < 0.05 < history.validation_loss[0]
+
+
+def test_early_stopping_stops():
+    theta, x = regression_problem()
+    model = make_model()
+    config = TrainingConfig(max_epochs=1000, patience=3, progress=False, learning_rate=5e-2)
+    history = train(model, loss_for(model), theta, x, config)
+    assert history.stopped_because == "early stopping"
+    assert len(history.train_loss) == history.best_epoch + 4
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
+    theta, x = regression_problem()
+    full_model = make_model()
+    full = train(full_model, loss_for(full_model), theta, x,
+                 TrainingConfig(max_epochs=8, patience=100, progress=False))
+    model = make_model()
+    train(model, loss_for(model), theta, x,
+          TrainingConfig(max_epochs=4, patience=100, progress=False, checkpoint_dir=str(tmp_path)))
+    resumed_model = make_model()
+    resumed = train(resumed_model, loss_for(resumed_model), theta, x,
+                    TrainingConfig(max_epochs=8, patience=100, progress=False, checkpoint_dir=str(tmp_path)))
+    assert len(resumed.train_loss) == 8
+    assert torch.allclose(torch.tensor(resumed.train_loss), torch.tensor(full.train_loss))
+    assert torch.equal(resumed_model.weight, full_model.weight)
