@@ -21,6 +21,7 @@ the context is an embedding of the standardized observation.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -41,6 +42,10 @@ from sbi_gen.hookspecs import EstimatorSpec, hookimpl
 from sbi_gen.registry import get_registry
 
 __all__ = ["FlowPosterior", "ConditionalFlow"]
+
+# nflows' LULinear calls torch.triangular_solve, which torch deprecates with a
+# warning on every call; it is nflows' to fix and nothing a user can act on.
+warnings.filterwarnings("ignore", message="torch.triangular_solve is deprecated", category=UserWarning)
 
 FLOW_TYPES = ("nsf", "maf", "nsf_ar")
 
@@ -122,7 +127,7 @@ class FlowPosterior(PosteriorEstimator):
         hidden_features: int = 64,
         num_blocks: int = 2,
         num_bins: int = 8,
-        tail_bound: float = 3.0,
+        tail_bound: float = 5.0,
         embedding: str = "mlp",
         embedding_features: int = 32,
         embedding_options: dict[str, Any] | None = None,

@@ -153,6 +153,7 @@ class PosteriorEstimator(ABC):
 
         A single observation of shape ``x_shape`` is taken as ``B = 1``. Work is
         split so that at most ``max_batch`` samples are transformed at once.
+        Samples are returned on the CPU, whatever the estimator's device.
         """
         network = self._require_fitted()
         network.eval()
@@ -160,7 +161,7 @@ class PosteriorEstimator(ABC):
         chunk = max(1, max_batch // len(x))
         parts = [self.sample_z(x, min(chunk, n - i), generator) for i in range(0, n, chunk)]
         z = torch.cat(parts) if parts else torch.empty(0, len(x), self.prior.dim, device=self.device)
-        return network["theta_transform"].inverse(z)
+        return network["theta_transform"].inverse(z).cpu()
 
     @torch.no_grad()
     def log_prob(self, theta: Any, x_obs: Any) -> Tensor:

@@ -46,8 +46,8 @@ class TrainingConfig:
         max_seconds: stop (keeping the best weights) after this much wall time.
     """
 
-    batch_size: int = 256
-    learning_rate: float = 1e-3
+    batch_size: int = 128
+    learning_rate: float = 5e-4
     weight_decay: float = 0.0
     max_epochs: int = 300
     validation_fraction: float = 0.1

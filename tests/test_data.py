@@ -77,3 +77,16 @@ def test_corrupt_and_incomplete_files_are_named(tmp_path):
     np.savez(pickled, theta=np.array([object()], dtype=object), x=np.zeros(1))
     with pytest.raises(ModelFileError, match="without unpickling"):
         sbi_gen.load_simulations(pickled)
+
+
+def test_hdf5_files_are_read(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    theta, x = np.random.default_rng(0).normal(size=(20, 2)), np.random.default_rng(1).normal(size=(20, 3, 4))
+    with h5py.File(tmp_path / "sims.h5", "w") as file:
+        file["theta"], file["x"] = theta, x
+    data = sbi_gen.load_simulations(tmp_path / "sims.h5")
+    assert data.x.shape == (20, 3, 4) and data.x.dtype == torch.float32
+    assert np.allclose(data.theta.numpy(), theta)
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ModelFileError, match="bad.h5 is not a readable HDF5 file"):
+        sbi_gen.load_simulations(tmp_path / "bad.h5")
