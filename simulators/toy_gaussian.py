@@ -73,6 +73,13 @@ class ToyGaussian(Simulator):
         m = self.x_shape[0]
         return -0.5 * (residual**2).sum(-1) - m * math.log(self.noise_scale) - 0.5 * m * math.log(2 * math.pi)
 
+    def log_evidence(self, x: Tensor) -> Tensor:
+        """Exact ``log p(x)`` ``[B]``: ``x ~ N(b, prior_scale^2 A A^T + noise_scale^2 I)``."""
+        x = torch.as_tensor(x, dtype=torch.float64).reshape(-1, self.x_shape[0])
+        covariance = self.prior_scale**2 * self.matrix @ self.matrix.T
+        covariance = covariance + self.noise_scale**2 * torch.eye(self.x_shape[0], dtype=torch.float64)
+        return torch.distributions.MultivariateNormal(self.offset, covariance).log_prob(x)
+
     def reference_posterior(self, x: Tensor) -> GaussianPosterior:
         x = torch.as_tensor(x, dtype=torch.float64).reshape(-1, self.x_shape[0])
         mean = (x - self.offset) @ self.matrix @ self.posterior_covariance.T / self.noise_scale**2

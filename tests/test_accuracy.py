@@ -34,3 +34,16 @@ def test_flow_passes_sbc_and_an_overconfident_posterior_fails(trained):
     assert not sbc_test(flow_samples, test.theta).rejects(0.01)
     overconfident = simulator.reference_posterior(test.x).scaled(covariance_factor=0.25)
     assert sbc_test(overconfident.sample(1000, torch.Generator().manual_seed(0)), test.theta).rejects(0.01)
+
+
+def test_refining_the_flow_recovers_posterior_and_evidence(trained):
+    from sbi_gen.refine import importance_sample
+
+    simulator, estimator = trained
+    x = sbi_gen.simulate(simulator, 1, seed=21).x
+    result = importance_sample(estimator.posterior(x), simulator, x, 20_000, num_resampled=10_000,
+                               generator=torch.Generator().manual_seed(5))
+    assert result.efficiency > 0.3
+    assert abs(result.log_evidence - float(simulator.log_evidence(x))) < 3 * result.log_evidence_se
+    reference = simulator.reference_posterior(x).sample(10_000, torch.Generator().manual_seed(6))[:, 0]
+    assert c2st(reference, result.resampled).accuracy <= 0.52
