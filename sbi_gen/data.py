@@ -188,7 +188,8 @@ def load_simulations(path: str | os.PathLike) -> SimulationSet:
     except DataError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"{path} is not a readable .npz simulation file ({type(error).__name__}: {error})") from None
+        reason = f"{type(error).__name__}: {error}"
+        raise ModelFileError(f"{path} is not a readable .npz simulation file ({reason})") from None
     except ValueError as error:
         raise ModelFileError(f"{path} could not be read without unpickling ({error})") from None
     return SimulationSet(_as_float_tensor(theta, "theta"), _as_float_tensor(x, "x"), meta)

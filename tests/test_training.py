@@ -25,7 +25,8 @@ def loss_for(model):
 def test_training_reduces_loss_and_keeps_the_best_weights():
     theta, x = regression_problem()
     model = make_model()
-    history = train(model, loss_for(model), theta, x, TrainingConfig(max_epochs=60, batch_size=32, progress=False, learning_rate=1e-2))
+    config = TrainingConfig(max_epochs=60, batch_size=32, progress=False, learning_rate=1e-2)
+    history = train(model, loss_for(model), theta, x, config)
     assert history.validation_loss[history.best_epoch] == min(history.validation_loss)
     assert history.best_validation_loss < 0.05 < history.validation_loss[0]
 

@@ -9,7 +9,6 @@ densities pick up ``log |dz/dtheta|``.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 
