@@ -1,4 +1,5 @@
-"""Built-in embedding nets: ``mlp`` (default) and ``identity`` (for small, informative x)."""
+"""Built-in embedding nets: ``mlp`` (default), ``identity`` (for small, informative x) and
+``deepsets`` (permutation-invariant, for sets of i.i.d. elements ``x [N, *element_shape]``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 from torch import Tensor, nn
 
 from sbi_gen.hookspecs import EmbeddingSpec, hookimpl
-from sbi_gen.nn import MLPEmbedding
+from sbi_gen.nn import DeepSetsEmbedding, MLPEmbedding
 
 __all__ = ["IdentityEmbedding"]
 
@@ -31,4 +32,9 @@ def sbi_gen_embeddings() -> list[EmbeddingSpec]:
     return [
         EmbeddingSpec("mlp", "multilayer perceptron on flattened x (hidden_features, num_layers)", MLPEmbedding),
         EmbeddingSpec("identity", "flattened x, unchanged (for low-dimensional summaries)", IdentityEmbedding),
+        EmbeddingSpec(
+            "deepsets",
+            "permutation-invariant set embedding rho(pool phi(x_i)) for x [N, *element] (pooling, hidden_features)",
+            DeepSetsEmbedding,
+        ),
     ]

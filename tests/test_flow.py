@@ -91,13 +91,13 @@ def test_bounded_prior_no_leakage_and_density_integrates_to_one(flow):
     x_obs = torch.tensor([[0.02, 0.98], [0.5, 0.0]])
     samples = estimator.sample(x_obs, 5000, generator)
     assert bool(prior.contains(samples).all())
-    n = 400
+    n = 1200  # the corner posterior is steep: a coarser grid under-integrates it
     g0 = (torch.arange(n) + 0.5) / n
     g1 = -1 + 2 * (torch.arange(n) + 0.5) / n
     grid = torch.cartesian_prod(g0, g1)
     cell = (1.0 / n) * (2.0 / n)
     for b in range(2):
         log_q = estimator.log_prob(grid[:, None, :], x_obs[b : b + 1])[:, 0]
-        assert float(log_q.exp().sum() * cell) == pytest.approx(1.0, abs=0.03)
+        assert float(log_q.exp().sum() * cell) == pytest.approx(1.0, abs=0.02)
     outside = estimator.log_prob(torch.tensor([[1.5, 0.0]]), x_obs[:1])
     assert outside.item() == -math.inf

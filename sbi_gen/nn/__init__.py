@@ -1,7 +1,8 @@
-"""Shared networks: standardization, parameter-support transforms, embedding nets."""
+"""Shared networks: standardization, parameter-support transforms, embedding nets (MLP, DeepSets)."""
 
+from sbi_gen.nn.deepsets import DeepSetsEmbedding
 from sbi_gen.nn.embedding import MLPEmbedding
 from sbi_gen.nn.standardize import Standardize
 from sbi_gen.nn.support import ParameterTransform
 
-__all__ = ["MLPEmbedding", "ParameterTransform", "Standardize"]
+__all__ = ["DeepSetsEmbedding", "MLPEmbedding", "ParameterTransform", "Standardize"]
