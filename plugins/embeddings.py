@@ -36,5 +36,8 @@ def sbi_gen_embeddings() -> list[EmbeddingSpec]:
             "deepsets",
             "permutation-invariant set embedding rho(pool phi(x_i)) for x [N, *element] (pooling, hidden_features)",
             DeepSetsEmbedding,
+            # estimators standardize x with one mean / std along this axis, so the whole
+            # pipeline (not only the embedding) is invariant to permutations of the set
+            {"set_axis": 0},
         ),
     ]

@@ -107,6 +107,16 @@ class PosteriorEstimator(ABC):
         ).to(self.device)
         return self.network
 
+    def _set_axes(self) -> tuple[int, ...]:
+        """Axes of ``x`` that the embedding treats as an unordered set (from its spec's ``set_axis``)."""
+        from sbi_gen.registry import get_registry
+
+        name = self.options.get("embedding")
+        if not name:
+            return ()
+        axis = get_registry().spec("embedding", name).capabilities.get("set_axis")
+        return () if axis is None else (int(axis),)
+
     def _standardized_x(self, x: Tensor) -> Tensor:
         return self._require_fitted()["x_standardize"](x.to(self.device))
 
@@ -140,7 +150,7 @@ class PosteriorEstimator(ABC):
         torch.manual_seed(config.seed)
         network = self._assemble(prior, tuple(x.shape[1:]))
         network["theta_transform"].fit(theta)
-        network["x_standardize"].fit(x)
+        network["x_standardize"].fit(x, pooled_axes=self._set_axes())
         self.metadata["data"] = {"num_pairs": len(theta), "dropped": report}
         self.history = train(network, self._loss, theta.to(self.device), x.to(self.device), config)
         return self.history

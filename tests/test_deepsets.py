@@ -49,3 +49,18 @@ def test_flow_trains_on_conformation_sets_with_deepsets():
     samples = estimator.sample(data.x[:3], 50, torch.Generator().manual_seed(0))
     assert samples.shape == (50, 3, 4)
     assert bool(simulator.prior.contains(samples).all())
+
+
+def test_estimator_with_deepsets_is_invariant_to_permuting_the_set():
+    """Standardization of x pools over the set axis, so the whole posterior ignores element order."""
+    simulator = sbi_gen.get_simulator("alkane_set", num_conformations=10)
+    data = sbi_gen.simulate(simulator, 300, seed=1)
+    estimator = sbi_gen.get_estimator("flow", num_transforms=2, hidden_features=16, embedding="deepsets",
+                                      embedding_options={"hidden_features": 16})
+    estimator.fit(data.theta, data.x, simulator.prior, max_epochs=2, progress=False)
+    standardize = estimator.network["x_standardize"]
+    assert torch.equal(standardize.mean[0], standardize.mean[5])
+    x = data.x[:4]
+    permuted = x[:, torch.randperm(10, generator=torch.Generator().manual_seed(0))]
+    theta = data.theta[:4]
+    assert torch.allclose(estimator.log_prob(theta, x), estimator.log_prob(theta, permuted), atol=1e-4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -21,10 +23,19 @@ class Standardize(nn.Module):
         self.register_buffer("std", torch.ones(shape))
 
     @torch.no_grad()
-    def fit(self, data: Tensor, min_std: float = 1e-6) -> Standardize:
-        """Set mean and std from ``data`` ``[n, *shape]``; near-constant features keep std 1."""
+    def fit(self, data: Tensor, min_std: float = 1e-6, pooled_axes: tuple[int, ...] = ()) -> Standardize:
+        """Set mean and std from ``data`` ``[n, *shape]``; near-constant features keep std 1.
+
+        ``pooled_axes`` (axes of one sample, e.g. ``(0,)`` for the set axis of
+        ``[N, *element]`` observations) share one mean and std, so that
+        permuting along them commutes with the standardization.
+        """
         data = data.to(torch.float64)
-        mean, std = data.mean(0), data.std(0)
+        dims = (0, *(axis + 1 for axis in pooled_axes))
+        count = math.prod(data.shape[d] for d in dims)
+        mean = data.mean(dims, keepdim=True)
+        variance = ((data - mean) ** 2).sum(dims, keepdim=True) / max(1, count - 1)
+        mean, std = mean[0].expand(self.mean.shape), variance[0].sqrt().expand(self.std.shape)
         std = torch.where(std < min_std, torch.ones_like(std), std)
         self.mean.copy_(mean)
         self.std.copy_(std)
