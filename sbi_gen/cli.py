@@ -1,4 +1,4 @@
-"""The ``sbi-gen`` command: plugins, simulate, train, sample, run."""
+"""The ``sbi-gen`` command: plugins, simulate, train, sample, run, calibrate, refine."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def _parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
 def _training_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--max-epochs", type=int, default=300, help="upper bound on epochs (default: 300)")
-    group.add_argument("--batch-size", type=int, default=256, help="pairs per step (default: 256)")
-    group.add_argument("--learning-rate", type=float, default=1e-3, help="AdamW step size (default: 1e-3)")
+    group.add_argument("--batch-size", type=int, default=128, help="pairs per step (default: 128)")
+    group.add_argument("--learning-rate", type=float, default=5e-4, help="AdamW step size (default: 5e-4)")
     group.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs (default: 20)")
     group.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and report the C2ST against the reference posterior (when the simulator has one) and an SBC check. "
         "Everything goes to a new run directory.",
     )
-    run.add_argument("simulator", nargs="?", default="toy_gaussian", help="registered simulator (default: toy_gaussian)")
+    run.add_argument(
+        "simulator", nargs="?", default="toy_gaussian", help="registered simulator (default: toy_gaussian)"
+    )
     run.add_argument("-e", "--estimator", default="flow", help="registered estimator (default: flow)")
     run.add_argument("--estimator-option", action="append", metavar="KEY=VALUE", help="estimator option")
     run.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
@@ -118,8 +120,57 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sbc", type=int, default=200, help="simulations for the SBC check (default: 200)")
     run.add_argument("-o", "--out", help="run directory to create (default: runs/SIMULATOR-ESTIMATOR-TIME)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    run.add_argument("--no-calibration", action="store_true", help="skip the calibration report (calibration/)")
     _training_arguments(run)
+
+    cal = commands.add_parser(
+        "calibrate",
+        help="calibration report of a saved model: SBC, expected coverage, TARP, C2ST and a verdict",
+        description="Simulate held-out test pairs, draw posterior samples for all of them in one call, and run SBC, "
+        "expected coverage (if the model has log_prob), TARP, C2ST against the reference posterior (if the "
+        "simulator has one) and a data-averaged-posterior check. Writes calibration.json, calibration.md and PNG "
+        "plots, and prints the verdict: calibrated, overconfident, underconfident or biased.",
+    )
+    cal.add_argument("model", help="model directory written by `sbi-gen train` or `sbi-gen run`")
+    cal.add_argument("-n", "--simulations", type=int, default=1_000, help="test pairs (default: 1000)")
+    cal.add_argument("--samples", type=int, default=1_000, help="posterior samples per test pair (default: 1000)")
+    cal.add_argument("--simulator", help="registered simulator (default: the one recorded in the model)")
+    cal.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
+    cal.add_argument("--alpha", type=float, default=0.01, help="family-wise level of the verdict (default: 0.01)")
+    cal.add_argument("-o", "--out", help="report directory to create (default: MODEL/calibration)")
+    cal.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    cal.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+
+    refine = commands.add_parser(
+        "refine",
+        help="importance-sample a saved model's posterior with the simulator's exact likelihood",
+        description="Draw proposals from the model's posterior for each observation, weight them by "
+        "likelihood x prior / proposal density, and report the log evidence with its standard error, the "
+        "effective sample size and the sample efficiency. Efficiency below --min-efficiency flags the "
+        "amortized posterior as untrustworthy for that observation (exit status 3). Needs a model with "
+        "log_prob and a simulator with log_likelihood.",
+    )
+    refine.add_argument("model", help="model directory written by `sbi-gen train` or `sbi-gen run`")
+    refine.add_argument("--observation", required=True, help="observations [B, *x_shape] or one: .npy, .npz or .json")
+    refine.add_argument("-n", "--samples", type=int, default=10_000, help="proposals per observation (default: 10000)")
+    refine.add_argument("--min-efficiency", type=float, default=0.01, help="trust threshold on ESS / N (default: 0.01)")
+    refine.add_argument("--simulator", help="registered simulator (default: the one recorded in the model)")
+    refine.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
+    refine.add_argument("-o", "--out", required=True, help="output .npz: resampled [n, B, d] and log weights [n, B]")
+    refine.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     return parser
+
+
+def _model_simulator(estimator, model: str, name: str | None, option_pairs):
+    """The simulator named on the command line, or the one recorded in the saved model."""
+    from sbi_gen.registry import get_simulator
+
+    recorded = estimator.metadata.get("simulator") or {}
+    name = name or recorded.get("name")
+    if not name:
+        raise DataError(f"{model} records no simulator: name one with --simulator")
+    options = {**(recorded.get("options", {}) if name == recorded.get("name") else {}), **_parse_options(option_pairs)}
+    return get_simulator(name, **options)
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -243,15 +294,71 @@ def _cmd_run(args: argparse.Namespace) -> int:
         simulator=args.simulator, simulator_options=_parse_options(args.option), estimator=args.estimator,
         estimator_options=_parse_options(args.estimator_option), num_simulations=args.simulations,
         num_observations=args.observations, num_posterior_samples=args.samples, num_sbc=args.sbc, seed=args.seed,
-        training=_training_config(args),
+        training=_training_config(args), calibration_report=not args.no_calibration,
     )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run(config, args.out or Path("runs") / f"{args.simulator}-{args.estimator}-{stamp}")
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from sbi_gen.calibration import calibrate_estimator, write_report
+    from sbi_gen.estimator import load_estimator
+    from sbi_gen.pipeline import prepare_run_dir
+
+    estimator = load_estimator(args.model, device=args.device)
+    simulator = _model_simulator(estimator, args.model, args.simulator, args.option)
+    out = prepare_run_dir(args.out or Path(args.model) / "calibration")
+    report = calibrate_estimator(estimator, simulator, num_simulations=args.simulations, num_samples=args.samples,
+                                 seed=args.seed, alpha=args.alpha)
+    write_report(report, out)
+    verdict = report.verdict
+    print(f"calibration over {args.simulations} test pairs x {args.samples} samples: {verdict.overall}")
+    print("  per parameter: " + ", ".join(f"{k} {v}" for k, v in verdict.per_parameter.items()))
+    print("  per diagnostic: " + ", ".join(f"{k} {v}" for k, v in verdict.per_diagnostic.items()))
+    for note in report.notes:
+        print(f"  note: {note}")
+    print(f"report: {out / 'calibration.md'}")
+    return 0
+
+
+def _cmd_refine(args: argparse.Namespace) -> int:
+    from sbi_gen.data import check_observations
+    from sbi_gen.estimator import load_estimator
+    from sbi_gen.refine import importance_sample
+
+    out = Path(args.out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose another --out")
+    estimator = load_estimator(args.model)
+    if not estimator.capabilities.get("has_log_prob"):
+        raise DataError(f"estimator {estimator.name!r} has no log_prob; importance sampling needs proposal densities")
+    simulator = _model_simulator(estimator, args.model, args.simulator, args.option)
+    observations = check_observations(_load_observations(args.observation), estimator.x_shape)
+    generator = torch.Generator().manual_seed(args.seed)
+    method = estimator.capabilities.get("log_prob_method", "exact")
+    results = [
+        importance_sample(estimator.posterior(x[None]), simulator, x, args.samples, generator=generator,
+                          min_efficiency=args.min_efficiency, log_prob_method=method)
+        for x in observations
+    ]
+    for b, result in enumerate(results):
+        print(f"observation {b}: {result.diagnosis}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        out,
+        resampled=torch.stack([r.resampled for r in results], 1).numpy(),
+        proposals=torch.stack([r.samples for r in results], 1).numpy(),
+        log_weights=torch.stack([r.log_weights for r in results], 1).numpy(),
+        summary=np.array(json.dumps([r.to_dict() for r in results])),
+        parameters=np.array(estimator.prior.names),
+    )
+    print(f"wrote resampled posterior samples {[args.samples, len(results), estimator.prior.dim]} to {out}")
+    return 0 if all(r.trustworthy for r in results) else 3
+
+
 COMMANDS = {"plugins": _cmd_plugins, "simulate": _cmd_simulate, "train": _cmd_train, "sample": _cmd_sample,
-            "run": _cmd_run}
+            "run": _cmd_run, "calibrate": _cmd_calibrate, "refine": _cmd_refine}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

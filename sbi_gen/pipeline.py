@@ -7,7 +7,9 @@
     model/             the trained estimator (config.json + weights.safetensors)
     observations.npz   held-out theta_true [B, d] and x [B, *x_shape]
     samples.npz        posterior samples [n, B, d] for those observations
-    metrics.json       C2ST against the reference posterior (if any), SBC, timings
+    metrics.json       C2ST against the reference posterior (if any), SBC, calibration verdict, timings
+    calibration/       the calibration report on the SBC pairs and their samples
+                       (calibration.json, calibration.md, PNG plots; see sbi_gen.calibration)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sbi_gen.calibration import c2st, sbc_test
+from sbi_gen.calibration import c2st, calibrate_estimator, sbc_test, write_report
 from sbi_gen.data import SimulationSet, save_simulations, simulate
 from sbi_gen.registry import Registry, get_registry
 from sbi_gen.training import TrainingConfig
@@ -42,6 +44,8 @@ class RunConfig:
         num_sbc: simulations for the SBC check; ``sbc_samples`` draws for each.
         seed: seeds simulation, training and sampling.
         training: settings of the training loop.
+        calibration_report: write the calibration report (on the SBC pairs,
+            reusing their samples) into ``calibration/``.
     """
 
     simulator: str = "toy_gaussian"
@@ -55,6 +59,7 @@ class RunConfig:
     sbc_samples: int = 1_000
     seed: int = 0
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    calibration_report: bool = True
 
 
 def prepare_run_dir(path: str | Path) -> Path:
@@ -130,6 +135,23 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     }
     verdict = "ranks look uniform" if not sbc.rejects(0.01) else "ranks are NOT uniform: miscalibrated"
     _log(f"SBC over {len(sbc_set)} simulations: p = {sbc.pvalue:.3g} ({verdict} at the 1% level)", quiet)
+    if config.calibration_report:
+        start = time.perf_counter()
+        report = calibrate_estimator(estimator, simulator, test_set=sbc_set, samples=sbc_samples, seed=config.seed)
+        write_report(report, out / "calibration")
+        timings["calibration_s"] = time.perf_counter() - start
+        metrics["calibration"] = {
+            "verdict": report.verdict.overall,
+            "per_parameter": report.verdict.per_parameter,
+            "per_diagnostic": report.verdict.per_diagnostic,
+            "report": "calibration/calibration.md",
+        }
+        _log(
+            f"calibration report over {len(sbc_set)} simulations: {report.verdict.overall} "
+            f"({', '.join(f'{k} {v}' for k, v in report.verdict.per_diagnostic.items())}); "
+            f"see {out / 'calibration' / 'calibration.md'}",
+            quiet,
+        )
     metrics["timings"] = timings
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _log(f"run directory: {out}", quiet)
@@ -140,7 +162,8 @@ def _c2st_against_reference(simulator, observations: SimulationSet, samples, see
     if not simulator.has_reference_posterior:
         _log("C2ST skipped: the simulator has no reference posterior", quiet)
         return None
-    reference = simulator.reference_posterior(observations.x).sample(samples.shape[0], torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    reference = simulator.reference_posterior(observations.x).sample(samples.shape[0], generator)
     accuracies = [c2st(reference[:, b], samples[:, b], seed=seed).accuracy for b in range(samples.shape[1])]
     mean = sum(accuracies) / len(accuracies)
     _log(

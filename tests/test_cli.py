@@ -36,6 +36,17 @@ def test_simulate_train_sample(tmp_path, capsys):
     with np.load(tmp_path / "s.npz") as archive:
         assert archive["samples"].shape == (20, 3, 2)
     assert "wrote samples [20, 3, 2]" in capsys.readouterr().out
+    code = main(["refine", str(tmp_path / "m"), "--observation", str(tmp_path / "obs.npy"), "-n", "500",
+                 "-o", str(tmp_path / "r.npz")])
+    assert code in (0, 3)  # 3: a briefly trained proposal may be flagged untrustworthy
+    with np.load(tmp_path / "r.npz") as archive:
+        assert archive["resampled"].shape == (500, 3, 2)
+        assert archive["log_weights"].shape == (500, 3)
+        summary = json.loads(str(archive["summary"]))
+    assert len(summary) == 3 and all(s["num_proposals"] == 500 for s in summary)
+    printed = capsys.readouterr().out
+    assert printed.count("sample efficiency") == 3
+    assert (code == 3) == ("NOT trustworthy" in printed)
 
 
 def test_train_on_own_data_with_a_prior_spec(tmp_path, capsys):
@@ -83,7 +94,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, capsys):
     assert "already exists and is not empty" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["plugins", "simulate", "train", "sample", "run"])
+@pytest.mark.parametrize("command", ["plugins", "simulate", "train", "sample", "run", "calibrate", "refine"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
