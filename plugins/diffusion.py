@@ -1,0 +1,166 @@
+"""Conditional score-based diffusion posterior ``q(theta | x)`` (variance-preserving SDE).
+
+The forward process of the VP-SDE (Song et al. 2021, "Score-Based Generative
+Modeling through Stochastic Differential Equations", arXiv:2011.13456; DDPM in
+continuous time) noises standardized parameters ``z`` as
+
+    z_t = alpha(t) z + sigma(t) eps,   eps ~ N(0, I),   t in [t_min, 1],
+    alpha(t) = exp(-B(t) / 2),  sigma(t)^2 = 1 - exp(-B(t)),
+    B(t) = int_0^t beta = beta_min t + (beta_max - beta_min) t^2 / 2,
+
+so that ``z_1`` is standard normal. A network ``eps_hat(z_t, t, embed(x))``
+predicts the noise; the score is ``grad log p_t(z_t | x) = -eps_hat / sigma(t)``
+and denoising score matching (Vincent 2011) with the weight ``sigma(t)^2``
+reduces to the per-pair loss
+
+    L(z, x) = E_{t ~ U(t_min, 1), eps} || eps_hat(alpha(t) z + sigma(t) eps, t, x) - eps ||^2.
+
+For SBI this is the conditional score estimator of Sharrock et al. 2022
+(arXiv:2210.04872) and Geffner et al. 2023 (arXiv:2209.14249), trained on
+simulated pairs with the observation embedded by a shared embedding net.
+
+Sampling (``sampler=``):
+
+- ``"ode"`` (default): the probability-flow ODE
+  ``dz/dt = -beta(t) / 2 * (z - eps_hat / sigma(t))`` from ``N(0, I)`` at
+  ``t = 1`` to ``t_min``, with Heun's method on a time grid that is denser
+  near the data (``t_i`` ~ ``(i / N)^2``). Deterministic given the base noise,
+  and the same map gives the density.
+- ``"sde"``: the reverse-time SDE with Euler-Maruyama steps and a final
+  Tweedie denoising step ``z_0 = (z_t - sigma eps_hat) / alpha``.
+
+``log_prob`` integrates the probability-flow ODE with the exact divergence
+(see :mod:`sbi_gen_plugins.ode` for what the ODE density means for coverage).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sbi_gen.hookspecs import EstimatorSpec, hookimpl
+from sbi_gen_plugins.ode import ODEPosterior, time_grid
+
+__all__ = ["DiffusionPosterior"]
+
+SDES = ("vp",)
+SAMPLERS = ("ode", "sde")
+
+
+class DiffusionPosterior(ODEPosterior):
+    """Amortized posterior from a conditional score (noise-prediction) network.
+
+    Arguments:
+        sde: the noising process; ``"vp"`` (variance preserving).
+        sampler: ``"ode"`` (probability flow, Heun) or ``"sde"`` (reverse SDE, Euler-Maruyama).
+        beta_min, beta_max: the linear noise schedule ``beta(t)``.
+        hidden_features: width of the residual MLP.
+        num_blocks: its residual blocks.
+        time_features: size of the sinusoidal time embedding.
+        embedding: registered embedding-net name for ``x`` (``"mlp"``).
+        embedding_features: size of the embedding.
+        embedding_options: keyword options of the embedding net.
+        num_steps: solver steps when sampling (Heun: two network passes each). On the toy
+            Gaussian (d = 5) the C2ST is the same at 10, 25 and 100 steps; 25 leaves a margin.
+        log_prob_steps: Heun steps of the density ODE; 25 is within 2e-3 nats of 200 steps there.
+        exact_divergence_max_dim: exact divergence up to this ``d``, Hutchinson above.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+
+    Training defaults (used when ``fit`` gets no ``TrainingConfig``): batch 256,
+    step size 1e-3, up to 2,000 epochs, patience 60 and step-size halving after
+    20 flat epochs. The regression target is noisy (one random time and noise
+    per pair and step), so score networks keep improving slowly long after a
+    flow's likelihood has converged; a short patience stops them early.
+    """
+
+    name = "diffusion"
+    capabilities = {"has_log_prob": True, "log_prob_method": "ode"}
+    training_defaults = {
+        "batch_size": 256, "learning_rate": 1e-3, "max_epochs": 2000, "patience": 60, "lr_patience": 20,
+    }
+    t_min = 1e-3
+    grid_rho = 2.0
+
+    def __init__(
+        self,
+        sde: str = "vp",
+        sampler: str = "ode",
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        hidden_features: int = 128,
+        num_blocks: int = 3,
+        time_features: int = 32,
+        embedding: str = "mlp",
+        embedding_features: int = 32,
+        embedding_options: dict[str, Any] | None = None,
+        num_steps: int = 25,
+        log_prob_steps: int = 25,
+        exact_divergence_max_dim: int = 10,
+        device: str = "cpu",
+    ) -> None:
+        if sde not in SDES:
+            raise ValueError(f"unknown sde {sde!r}; choose one of {SDES}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+        if not 0 < beta_min < beta_max:
+            raise ValueError(f"need 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
+        super().__init__(
+            device=device, hidden_features=hidden_features, num_blocks=num_blocks, time_features=time_features,
+            embedding=embedding, embedding_features=embedding_features, embedding_options=embedding_options,
+            num_steps=num_steps, log_prob_steps=log_prob_steps, exact_divergence_max_dim=exact_divergence_max_dim,
+            sde=sde, sampler=sampler, beta_min=beta_min, beta_max=beta_max,
+        )
+
+    # -- the VP schedule ---------------------------------------------------
+
+    def beta(self, t: Tensor) -> Tensor:
+        """``beta(t)``."""
+        return self.options["beta_min"] + t * (self.options["beta_max"] - self.options["beta_min"])
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean factor ``alpha(t)`` and standard deviation ``sigma(t)`` of ``z_t | z``."""
+        integral = self.options["beta_min"] * t + 0.5 * (self.options["beta_max"] - self.options["beta_min"]) * t**2
+        return torch.exp(-0.5 * integral), torch.sqrt(-torch.expm1(-integral))
+
+    # -- ODEPosterior ------------------------------------------------------
+
+    def pair_loss(self, z: Tensor, context: Tensor, u: Tensor, noise: Tensor) -> Tensor:
+        t = self.t_min + (1 - self.t_min) * u
+        alpha, sigma = self.alpha_sigma(t)
+        z_t = alpha[:, None] * z + sigma[:, None] * noise
+        return ((self.core(z_t, t, context) - noise) ** 2).sum(-1)
+
+    def velocity(self, z: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        _, sigma = self.alpha_sigma(t)
+        return -0.5 * self.beta(t)[:, None] * (z - self.core(z, t, context) / sigma[:, None])
+
+    def integrate_samples(self, noise: Tensor, context: Tensor, generator: torch.Generator | None) -> Tensor:
+        if self.options["sampler"] == "ode":
+            return super().integrate_samples(noise, context, generator)
+        times = time_grid(1.0, self.t_min, self.options["num_steps"], self.grid_rho)
+        z = noise
+        for t0, t1 in zip(times[:-1], times[1:]):
+            h = t0 - t1
+            t = torch.full((len(z),), t0, device=z.device)
+            beta = self.beta(t)[:, None]
+            _, sigma = self.alpha_sigma(t)
+            score = -self.core(z, t, context) / sigma[:, None]
+            z = z + h * beta * (0.5 * z + score) + math.sqrt(h) * beta.sqrt() * self._noise(z.shape, generator)
+        t = torch.full((len(z),), self.t_min, device=z.device)
+        alpha, sigma = self.alpha_sigma(t)
+        return (z - sigma[:, None] * self.core(z, t, context)) / alpha[:, None]
+
+
+@hookimpl
+def sbi_gen_estimators() -> list[EstimatorSpec]:
+    return [
+        EstimatorSpec(
+            "diffusion",
+            "conditional score-based diffusion (VP-SDE); probability-flow ODE sampling and density",
+            DiffusionPosterior,
+            {"has_log_prob": True, "log_prob_method": "ode"},
+        )
+    ]

@@ -1,0 +1,177 @@
+"""The ODE-based estimators (`diffusion`, `flow_matching`): the estimator contract, the ODE density, accuracy."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import sbi_gen
+from sbi_gen import UniformPrior, load_estimator
+from sbi_gen.calibration import c2st, sbc_test
+from sbi_gen_plugins.ode import heun_integrate, ode_log_prob
+
+ODE_ESTIMATORS = ["diffusion", "flow_matching"]
+SMALL = {"hidden_features": 32, "num_blocks": 1, "num_steps": 5, "log_prob_steps": 5}
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Overrides the suite's 2 threads: these small MLPs run as fast on one, and the machine is shared."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", params=ODE_ESTIMATORS)
+def small_ode(request, toy):
+    """A small ODE estimator trained briefly on 2,000 toy simulations (d = 3): for interface tests only."""
+    data = sbi_gen.simulate(toy, 2000, seed=0)
+    estimator = sbi_gen.get_estimator(request.param, **SMALL)
+    estimator.fit(data.theta, data.x, toy.prior, max_epochs=3, progress=False)
+    return estimator
+
+
+def test_registered_with_ode_density():
+    for name in ODE_ESTIMATORS:
+        spec = sbi_gen.get_registry().spec("estimator", name)
+        assert spec.capabilities == {"has_log_prob": True, "log_prob_method": "ode"}
+        assert spec.factory.name == name and spec.factory.capabilities["log_prob_method"] == "ode"
+
+
+def test_sample_is_batched_and_reproducible(small_ode, toy):
+    x = sbi_gen.simulate(toy, 4, seed=1).x
+    samples = small_ode.sample(x, 100, torch.Generator().manual_seed(0))
+    assert samples.shape == (100, 4, 3) and bool(torch.isfinite(samples).all())
+    assert torch.equal(samples, small_ode.sample(x, 100, torch.Generator().manual_seed(0)))
+    assert not torch.equal(samples, small_ode.sample(x, 100, torch.Generator().manual_seed(1)))
+    assert small_ode.sample(x[0], 10).shape == (10, 1, 3)
+
+
+def test_log_prob_shapes_and_consistency(small_ode, toy):
+    x = sbi_gen.simulate(toy, 3, seed=2).x
+    theta = small_ode.sample(x, 7, torch.Generator().manual_seed(0))
+    log_q = small_ode.log_prob(theta, x)
+    assert log_q.shape == (7, 3) and bool(torch.isfinite(log_q).all())
+    assert torch.allclose(small_ode.log_prob(theta[0], x), log_q[0], atol=1e-4)
+    assert torch.equal(log_q, small_ode.log_prob(theta, x))  # deterministic
+
+
+def test_save_load_round_trip_is_exact(small_ode, toy, tmp_path):
+    small_ode.save(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["plugin"] == small_ode.name and config["options"]["num_steps"] == 5
+    loaded = load_estimator(tmp_path / "model")
+    assert type(loaded) is type(small_ode)
+    x = sbi_gen.simulate(toy, 2, seed=3).x
+    a = small_ode.sample(x, 50, torch.Generator().manual_seed(9))
+    b = loaded.sample(x, 50, torch.Generator().manual_seed(9))
+    assert torch.equal(a, b)
+    assert torch.equal(small_ode.log_prob(a, x), loaded.log_prob(a, x))
+
+
+@pytest.mark.parametrize("name", ODE_ESTIMATORS)
+def test_bounded_prior_no_leakage(name):
+    prior = UniformPrior([0.0, -1.0], [1.0, 1.0])
+    generator = torch.Generator().manual_seed(0)
+    theta = prior.sample(1000, generator)
+    x = theta + 0.05 * torch.randn(1000, 2, generator=generator)
+    estimator = sbi_gen.get_estimator(name, **SMALL)
+    estimator.fit(theta, x, prior, max_epochs=3, progress=False)
+    x_obs = torch.tensor([[0.02, 0.98], [0.5, 0.0]])
+    samples = estimator.sample(x_obs, 2000, generator)
+    assert bool(prior.contains(samples).all())
+    assert bool(torch.isfinite(estimator.log_prob(samples[:20], x_obs)).all())
+    assert estimator.log_prob(torch.tensor([[1.5, 0.0]]), x_obs[:1]).item() == -math.inf
+
+
+def test_reverse_sde_sampler_and_hutchinson_density(toy):
+    data = sbi_gen.simulate(toy, 1000, seed=0)
+    estimator = sbi_gen.get_estimator("diffusion", sampler="sde", exact_divergence_max_dim=1, **SMALL)
+    estimator.fit(data.theta, data.x, toy.prior, max_epochs=2, progress=False)
+    x = data.x[:3]
+    samples = estimator.sample(x, 20, torch.Generator().manual_seed(0))
+    assert samples.shape == (20, 3, 3) and bool(torch.isfinite(samples).all())
+    assert torch.equal(samples, estimator.sample(x, 20, torch.Generator().manual_seed(0)))
+    log_q = estimator.log_prob(samples, x)  # d = 3 > 1: Hutchinson, with fixed probes
+    assert bool(torch.isfinite(log_q).all()) and torch.equal(log_q, estimator.log_prob(samples, x))
+
+
+def test_unknown_options_are_named():
+    with pytest.raises(ValueError, match="unknown sde 've'"):
+        sbi_gen.get_estimator("diffusion", sde="ve")
+    with pytest.raises(ValueError, match="unknown sampler 'pc'"):
+        sbi_gen.get_estimator("diffusion", sampler="pc")
+    with pytest.raises(ValueError, match="sigma_min"):
+        sbi_gen.get_estimator("flow_matching", sigma_min=1.5)
+    with pytest.raises(TypeError, match="bogus"):
+        sbi_gen.get_estimator("flow_matching", bogus=1)
+
+
+def test_exact_divergence_density_of_a_linear_flow():
+    """dz/dt = A z carries N(0, I) at t = 1 back to N(0, (M^T M)^-1) at t = 0, with M = expm(A)."""
+    generator = torch.Generator().manual_seed(0)
+    a = 0.4 * torch.randn(3, 3, generator=generator, dtype=torch.float64)
+    m = torch.linalg.matrix_exp(a)
+    z = torch.randn(50, 3, generator=generator, dtype=torch.float64)
+    times = [i / 100 for i in range(101)]
+
+    def field(state, t):
+        return state @ a.T
+
+    truth = torch.distributions.MultivariateNormal(torch.zeros(3, dtype=torch.float64), precision_matrix=m.T @ m)
+    assert torch.allclose(ode_log_prob(field, z, times), truth.log_prob(z), atol=1e-4)
+    assert torch.allclose(heun_integrate(field, z, times), z @ m.T, atol=1e-4)
+    # Hutchinson is exact for a diagonal Jacobian with Rademacher probes
+    diagonal = torch.diag(torch.tensor([0.3, -0.5, 0.1], dtype=torch.float64))
+    probe = torch.randint(0, 2, z.shape, generator=generator).double() * 2 - 1
+    exact = ode_log_prob(lambda s, t: s @ diagonal, z, times)
+    assert torch.allclose(ode_log_prob(lambda s, t: s @ diagonal, z, times, probe), exact, atol=1e-10)
+
+
+# -- accuracy on the toy Gaussian (slow: trains d = 5 on 10,000 simulations) ---------------------------------------
+
+#: epochs are capped so both models train in about a minute each on one core; the plugins'
+#: own defaults (patience 60, up to 2,000 epochs) train longer and are at least as accurate
+SLOW_TRAINING = {"max_epochs": 200, "patience": 30, "lr_patience": 10}
+
+
+@pytest.fixture(scope="module", params=ODE_ESTIMATORS)
+def trained(request):
+    torch.set_num_threads(1)  # module fixtures are set up before the per-test thread setting
+    simulator = sbi_gen.get_simulator("toy_gaussian")  # d = 5
+    data = sbi_gen.simulate(simulator, 10_000, seed=1)
+    estimator = sbi_gen.get_estimator(request.param)
+    estimator.fit(data.theta, data.x, simulator.prior, seed=0, progress=False, **SLOW_TRAINING)
+    return simulator, estimator
+
+
+@pytest.mark.slow
+def test_posterior_is_close_to_the_analytic_one(trained):
+    """Mean C2ST over 5 observations <= 0.56, with 3,000 samples per observation (each side)."""
+    simulator, estimator = trained
+    observations = sbi_gen.simulate(simulator, 5, seed=99)
+    samples = estimator.sample(observations.x, 3000, torch.Generator().manual_seed(0))
+    reference = simulator.reference_posterior(observations.x).sample(3000, torch.Generator().manual_seed(1))
+    accuracies = [c2st(reference[:, b], samples[:, b], seed=b).accuracy for b in range(5)]
+    assert sum(accuracies) / 5 <= 0.56, accuracies
+
+
+@pytest.mark.slow
+def test_ode_log_prob_agrees_with_the_analytic_density(trained):
+    """Averaged over 1,000 posterior samples (200 for each of 5 observations), log q - log p is within 0.1 nats."""
+    simulator, estimator = trained
+    observations = sbi_gen.simulate(simulator, 5, seed=99)
+    posterior = simulator.reference_posterior(observations.x)
+    theta = posterior.sample(200, torch.Generator().manual_seed(2)).float()
+    difference = estimator.log_prob(theta, observations.x) - posterior.log_prob(theta)
+    assert bool(torch.isfinite(difference).all())
+    assert abs(float(difference.mean())) <= 0.1, float(difference.mean())
+    assert float(difference.abs().mean()) <= 0.3, float(difference.abs().mean())
+
+
+@pytest.mark.slow
+def test_sbc_does_not_reject(trained):
+    """SBC on 200 held-out pairs with 200 posterior samples each."""
+    simulator, estimator = trained
+    test = sbi_gen.simulate(simulator, 200, seed=7)
+    samples = estimator.sample(test.x, 200, torch.Generator().manual_seed(0))
+    assert not sbc_test(samples, test.theta).rejects(0.01)
