@@ -63,12 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list installed plugins and what they register")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    sim = commands.add_parser("simulate", help="draw (theta, x) pairs from a simulator into an .npz file")
-    sim.add_argument("simulator", help="registered simulator name (see `sbi-gen plugins`)")
-    sim.add_argument("-n", "--num", type=int, default=10_000, help="number of pairs (default: 10000)")
-    sim.add_argument("-o", "--out", required=True, help="output .npz file (must not exist)")
-    sim.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sim = commands.add_parser(
+        "simulate",
+        help="draw (theta, x) pairs from a simulator into an HDF5 store (.h5) or an .npz file",
+        description="Simulate pairs. An .h5 output is a simulation store written chunk by chunk: an interrupted "
+        "run keeps every finished chunk and --resume completes it; chunks run in this process, on a local Dask "
+        "cluster (--workers N) or on an existing Dask scheduler (--scheduler ADDRESS), with the same pairs "
+        "whatever runs them. An .npz output is simulated in memory and written at the end.",
+    )
+    sim.add_argument("simulator", nargs="?", help="registered simulator name (see `sbi-gen plugins`)")
+    sim.add_argument("-n", "--num", type=int, help="number of pairs (default: 10000)")
+    sim.add_argument("-o", "--out", required=True, help="output .h5 store or .npz file (new, unless --resume)")
+    sim.add_argument("--seed", type=int, help="random seed (default: 0)")
     sim.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
+    store = sim.add_argument_group("simulation store (.h5 output)")
+    store.add_argument("--chunk-size", type=int, help="pairs per chunk (default: 10000)")
+    store.add_argument("--resume", action="store_true", help="simulate the missing chunks of an existing store")
+    store.add_argument("--workers", type=int, help="run chunks on a local Dask cluster of N worker processes")
+    store.add_argument("--scheduler", metavar="ADDRESS", help="run chunks on an existing Dask scheduler")
+    finite = store.add_mutually_exclusive_group()
+    finite.add_argument("--drop-non-finite", dest="non_finite", action="store_const", const="drop",
+                        help="rows with NaN or inf are counted and never read back (the default)")
+    finite.add_argument("--keep-non-finite", dest="non_finite", action="store_const", const="keep",
+                        help="rows with NaN or inf are counted and read back (training then needs --drop-invalid)")
+    store.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     train = commands.add_parser(
         "train",
@@ -79,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         '\'{"type": "uniform", "low": [0, 0], "high": [1, 5]}\'.',
     )
     train.add_argument("simulator", nargs="?", help="registered simulator (gives the prior, and pairs if no --data)")
-    train.add_argument("--data", help="your own pairs: .npz / .h5 with arrays theta and x")
+    train.add_argument("--data", help="your own pairs (.npz / .h5 with arrays theta and x), or a store from "
+                       "`sbi-gen simulate` (streamed from disk; its recorded prior is the default)")
     train.add_argument("--prior", help="prior spec as JSON text or a .json file (with --data and no simulator)")
     train.add_argument("--drop-invalid", action="store_true", help="drop non-finite rows and theta outside the prior")
     train.add_argument("-n", "--simulations", type=int, default=10_000, help="pairs to simulate (default: 10000)")
@@ -204,12 +223,76 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from sbi_gen.registry import get_simulator
 
     out = Path(args.out)
+    if out.suffix in (".h5", ".hdf5"):
+        return _simulate_store(args, out)
+    store_only = {"--resume": args.resume, "--workers": args.workers, "--scheduler": args.scheduler,
+                  "--chunk-size": args.chunk_size, "--keep-non-finite/--drop-non-finite": args.non_finite}
+    given = [flag for flag, value in store_only.items() if value]
+    if given:
+        raise DataError(f"{', '.join(given)} need(s) an HDF5 store: give an .h5 --out")
+    if args.simulator is None:
+        raise DataError("name the simulator to run (see `sbi-gen plugins`)")
     if out.exists():
         raise FileExistsError(f"{out} exists; sbi-gen never overwrites simulations: choose another --out")
     simulator = get_simulator(args.simulator, **_parse_options(args.option))
-    data = simulate(simulator, args.num, seed=args.seed)
+    data = simulate(simulator, args.num or 10_000, seed=args.seed or 0)
     save_simulations(out, data)
     print(f"wrote {len(data)} pairs (theta {list(data.theta.shape)}, x {list(data.x.shape)}) to {out}")
+    return 0
+
+
+def _check_resume(args: argparse.Namespace, out: Path) -> None:
+    """With --resume, whatever else is given must match what the store records."""
+    from sbi_gen.store import SimulationStore
+
+    meta = SimulationStore.open(out).meta
+    recorded = {"simulator": meta["simulator"]["name"], "num": meta["num_simulations"], "seed": meta["seed"],
+                "chunk_size": meta["chunk_size"], "non_finite": meta["non_finite"]}
+    for key, value in recorded.items():
+        given = getattr(args, key)
+        if given is not None and given != value:
+            raise DataError(f"{out} was started with {key}={value!r}; --resume got {given!r} (leave it out to use "
+                            "the recorded value)")
+    options = _parse_options(args.option)
+    if options and {**meta["simulator"]["options"], **options} != meta["simulator"]["options"]:
+        raise DataError(f"{out} was started with simulator options {meta['simulator']['options']}; --resume got "
+                        f"{options}")
+
+
+def _simulate_store(args: argparse.Namespace, out: Path) -> int:
+    from sbi_gen.executors import make_executor, resume_store, simulate_to_store
+    from sbi_gen.registry import get_simulator
+    from sbi_gen.store import SimulationStore
+
+    if args.resume:
+        if not out.exists():
+            raise DataError(f"--resume: no store at {out} to complete")
+        _check_resume(args, out)
+        if SimulationStore.open(out).is_complete:
+            print(f"{out} is already complete; nothing to simulate")
+            return 0
+    elif out.exists():
+        raise FileExistsError(f"{out} exists; sbi-gen never overwrites simulations: choose another --out, or "
+                              "--resume an interrupted run")
+    elif args.simulator is None:
+        raise DataError("name the simulator to run (see `sbi-gen plugins`)")
+    simulator = None if args.resume else get_simulator(args.simulator, **_parse_options(args.option))
+    try:
+        with make_executor(args.workers, args.scheduler) as executor:
+            if args.resume:
+                report = resume_store(out, executor, progress=not args.no_progress)
+            else:
+                report = simulate_to_store(
+                    simulator, args.num or 10_000, out, seed=args.seed or 0, chunk_size=args.chunk_size or 10_000,
+                    executor=executor, non_finite=args.non_finite or "drop", progress=not args.no_progress,
+                )
+    except KeyboardInterrupt:
+        store = SimulationStore.open(out) if out.exists() else None
+        done = f"{int(store.status().sum())} of {store.num_chunks} chunks are complete in {out}; " if store else ""
+        print(f"sbi-gen simulate: interrupted; {done}`sbi-gen simulate --resume -o {out}` completes it",
+              file=sys.stderr)
+        return 130
+    print(report.summary())
     return 0
 
 
@@ -228,13 +311,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sbi_gen.data import load_simulations, simulate
     from sbi_gen.pipeline import prepare_run_dir
     from sbi_gen.registry import get_estimator, get_simulator
+    from sbi_gen.store import SimulationStore, is_store
 
     if args.data is None and args.simulator is None:
         raise DataError("name a simulator, or give --data FILE with the prior (a simulator name or --prior SPEC)")
     if args.simulator and args.prior:
         raise DataError("give either a simulator (its prior is used) or --prior, not both")
     simulator = get_simulator(args.simulator, **_parse_options(args.option)) if args.simulator else None
-    if args.data:
+    store = SimulationStore.open(args.data) if args.data and is_store(args.data) else None
+    if store is not None:  # streamed from disk; the prior defaults to the one recorded in the store
+        prior = simulator.prior if simulator else _load_prior_spec(args.prior) if args.prior else store.prior
+    elif args.data:
         if simulator is None and not args.prior:
             raise DataError("--data needs the prior: name a simulator or pass --prior SPEC")
         data = load_simulations(args.data)
@@ -244,9 +331,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         prior = simulator.prior
     out = prepare_run_dir(args.out)
     estimator = get_estimator(args.estimator, device=args.device, **_parse_options(args.estimator_option))
-    history = estimator.fit(data.theta, data.x, prior, _training_config(args), drop_invalid=args.drop_invalid)
+    if store is not None:
+        history = estimator.fit(store, None, prior, _training_config(args), drop_invalid=args.drop_invalid)
+    else:
+        history = estimator.fit(data.theta, data.x, prior, _training_config(args), drop_invalid=args.drop_invalid)
     if simulator is not None:
         estimator.metadata["simulator"] = simulator.describe()
+    elif store is not None and store.meta["simulator"].get("name") and not args.prior:
+        estimator.metadata["simulator"] = store.meta["simulator"]
     estimator.save(out)
     dropped = estimator.metadata["data"]["dropped"]
     print(

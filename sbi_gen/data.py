@@ -171,7 +171,9 @@ def save_simulations(path: str | os.PathLike, data: SimulationSet) -> Path:
 def load_simulations(path: str | os.PathLike) -> SimulationSet:
     """Read pairs from ``.npz`` or HDF5 (``.h5``/``.hdf5``) holding arrays ``theta`` and ``x``.
 
-    Never unpickles: object arrays in an ``.npz`` are refused.
+    An HDF5 simulation store written by ``sbi-gen simulate`` (see
+    :mod:`sbi_gen.store`) is read whole; it must be complete. Never unpickles:
+    object arrays in an ``.npz`` are refused.
     """
     path = Path(path)
     if not path.exists():
@@ -200,6 +202,15 @@ def _load_hdf5(path: Path) -> SimulationSet:
         import h5py
     except ImportError:
         raise ModelFileError(f"reading {path.name} needs h5py: pip install h5py") from None
+    try:
+        with h5py.File(path, "r", locking=False) as file:
+            is_store = file.attrs.get("format") == "sbi-gen-simulations"
+    except OSError as error:
+        raise ModelFileError(f"{path} is not a readable HDF5 file ({error})") from None
+    if is_store:
+        from sbi_gen.store import SimulationStore
+
+        return SimulationStore.open(path).to_simulation_set()
     try:
         with h5py.File(path, "r") as file:
             missing = {"theta", "x"} - set(file.keys())

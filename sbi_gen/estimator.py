@@ -129,30 +129,66 @@ class PosteriorEstimator(ABC):
     def fit(
         self,
         theta: Any,
-        x: Any,
-        prior: Prior,
+        x: Any = None,
+        prior: Prior | None = None,
         training: TrainingConfig | None = None,
         drop_invalid: bool = False,
         **training_options: Any,
     ) -> TrainingHistory:
         """Train on pairs ``theta [n, d]``, ``x [n, *x_shape]`` drawn from ``prior``.
 
+        ``theta`` may instead be a simulation store (a
+        :class:`~sbi_gen.store.SimulationStore` or its path) with ``x=None``:
+        pairs are then streamed from disk a chunk at a time, the
+        standardization is fitted in one streaming pass, and ``prior``
+        defaults to the one recorded in the store.
+
         Non-finite rows and ``theta`` outside the prior raise :class:`DataError`
         unless ``drop_invalid`` (their count is kept in ``metadata``).
         ``training_options`` override fields of :class:`TrainingConfig`.
         """
-        theta, x, report = check_pairs(theta, x, prior, drop_invalid=drop_invalid)
         config = training or TrainingConfig(device=str(self.device))
         for key, value in training_options.items():
             if not hasattr(config, key):
                 raise TypeError(f"unknown training option {key!r}")
             setattr(config, key, value)
+        store = _as_store(theta)
+        if store is not None:
+            if x is not None:
+                raise TypeError("when training from a simulation store, x must be None (the store holds x)")
+            return self._fit_store(store, prior or store.prior, config, drop_invalid)
+        if x is None or prior is None:
+            raise TypeError("fit needs theta, x and prior (or a simulation store as theta)")
+        theta, x, report = check_pairs(theta, x, prior, drop_invalid=drop_invalid)
         torch.manual_seed(config.seed)
         network = self._assemble(prior, tuple(x.shape[1:]))
         network["theta_transform"].fit(theta)
         network["x_standardize"].fit(x, pooled_axes=self._set_axes())
         self.metadata["data"] = {"num_pairs": len(theta), "dropped": report}
         self.history = train(network, self._loss, theta.to(self.device), x.to(self.device), config)
+        return self.history
+
+    def _fit_store(self, store, prior: Prior, config: TrainingConfig, drop_invalid: bool) -> TrainingHistory:
+        """Stream pairs from a store: one pass for checks and standardization, then the shared loop."""
+        from sbi_gen.store import RunningMoments, StorePairs
+
+        pairs = StorePairs(store, prior, drop_invalid=drop_invalid, buffer_rows=config.shuffle_buffer)
+        torch.manual_seed(config.seed)
+        network = self._assemble(prior, store.x_shape)
+        transform = network["theta_transform"]
+        theta_moments = RunningMoments((prior.dim,))
+        x_moments = RunningMoments(store.x_shape, pooled_axes=self._set_axes())
+
+        def visit(theta: Tensor, x: Tensor) -> None:
+            theta_moments.update(transform._to_unbounded(theta.to(self.device))[0])
+            x_moments.update(x)
+
+        report = pairs.scan(visit)
+        theta_moments.apply_to(transform.standardize)
+        x_moments.apply_to(network["x_standardize"])
+        dropped = {"non_finite": report["non_finite"], "outside_prior": report["outside_prior"]}
+        self.metadata["data"] = {"num_pairs": report["num_pairs"], "dropped": dropped, "store": str(store.path)}
+        self.history = train(network, self._loss, pairs, None, config)
         return self.history
 
     @torch.no_grad()
@@ -262,6 +298,17 @@ class _BoundPosterior:
 
     def log_prob(self, theta: Tensor) -> Tensor:
         return self.estimator.log_prob(theta, self.x)
+
+
+def _as_store(data: Any):
+    """``data`` as a :class:`~sbi_gen.store.SimulationStore` if it is one (or a path to one), else ``None``."""
+    from sbi_gen.store import SimulationStore, is_store
+
+    if isinstance(data, SimulationStore):
+        return data
+    if isinstance(data, (str, os.PathLike)) and is_store(data):
+        return SimulationStore.open(data)
+    return None
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -5,6 +5,10 @@ The estimator supplies a module and a loss ``loss(theta_batch, x_batch) -> [batc
 a seeded validation split, AdamW, gradient clipping, early stopping on the
 validation loss with the best weights restored, a progress bar, and optional
 checkpoints from which an interrupted fit resumes.
+
+Pairs are tensors in memory, or a :class:`PairSource` that serves batches
+(e.g. :class:`sbi_gen.store.StorePairs`, streaming a store larger than memory);
+batches from a source are moved to the module's device as they arrive.
 """
 
 from __future__ import annotations
@@ -12,16 +16,31 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingConfig", "TrainingHistory", "train", "resolve_device"]
+__all__ = ["TrainingConfig", "TrainingHistory", "PairSource", "train", "resolve_device"]
+
+
+@runtime_checkable
+class PairSource(Protocol):
+    """Training pairs served in batches, for data that does not fit in memory.
+
+    ``batches("train", b, epoch=e, seed=s, validation_fraction=f)`` yields
+    ``(theta [<=b, d], x [<=b, *x_shape])``, shuffled differently each epoch;
+    ``"validation"`` yields the held-out pairs. The source fixes which pairs
+    are held out from ``seed`` and ``validation_fraction``.
+    """
+
+    def batches(
+        self, split: str, batch_size: int, *, epoch: int, seed: int, validation_fraction: float
+    ) -> Iterator[tuple[Tensor, Tensor]]: ...
 
 
 @dataclass
@@ -44,6 +63,8 @@ class TrainingConfig:
         progress: show a progress bar.
         checkpoint_dir: if set, save a checkpoint each epoch and resume from it.
         max_seconds: stop (keeping the best weights) after this much wall time.
+        shuffle_buffer: when streaming pairs from a store, how many are pooled
+            and shuffled at a time (``None``: 256 MB worth, at least one chunk).
     """
 
     batch_size: int = 128
@@ -60,6 +81,7 @@ class TrainingConfig:
     progress: bool = True
     checkpoint_dir: str | None = None
     max_seconds: float | None = None
+    shuffle_buffer: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.validation_fraction < 1.0:
@@ -97,19 +119,42 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _mean_loss(module: nn.Module, loss_fn, theta: Tensor, x: Tensor, batch_size: int) -> float:
+    return _mean_batch_loss(
+        module, loss_fn, ((theta[i : i + batch_size], x[i : i + batch_size]) for i in range(0, len(theta), batch_size))
+    )
+
+
+def _mean_batch_loss(module: nn.Module, loss_fn, batches: Iterable[tuple[Tensor, Tensor]]) -> float:
     module.eval()
-    total = 0.0
+    total, count = 0.0, 0
     with torch.no_grad():
-        for i in range(0, len(theta), batch_size):
-            total += float(loss_fn(theta[i : i + batch_size], x[i : i + batch_size]).sum())
-    return total / len(theta)
+        for theta, x in batches:
+            total += float(loss_fn(theta, x).sum())
+            count += len(theta)
+    if count == 0:
+        raise ValueError("the validation set is empty: use more pairs or a larger validation_fraction")
+    return total / count
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _on_device(batches: Iterable[tuple[Tensor, Tensor]], device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+    pin = device.type == "cuda"
+    for theta, x in batches:
+        if pin:
+            theta, x = theta.pin_memory(), x.pin_memory()
+        yield theta.to(device, non_blocking=pin), x.to(device, non_blocking=pin)
 
 
 def train(
     module: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
-    theta: Tensor,
-    x: Tensor,
+    theta: Tensor | PairSource,
+    x: Tensor | None = None,
     config: TrainingConfig | None = None,
 ) -> TrainingHistory:
     """Fit ``module`` by minimizing the mean of ``loss_fn`` over the pairs.
@@ -117,19 +162,20 @@ def train(
     Arguments:
         module: holds every trainable parameter; left with the best weights.
         loss_fn: per-pair loss ``(theta [b, d], x [b, *x_shape]) -> [b]``.
-        theta, x: training pairs, already on the module's device.
+        theta, x: training pairs, already on the module's device; or a
+            :class:`PairSource` as ``theta`` (and ``x=None``), streamed batch by
+            batch onto the module's device.
         config: loop settings.
     """
     config = config or TrainingConfig()
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
-    order = torch.randperm(len(theta), generator=generator)
-    n_val = max(1, int(round(config.validation_fraction * len(theta))))
-    if len(theta) - n_val < 1:
-        raise ValueError(f"{len(theta)} pairs are too few to hold out a validation set")
-    val_idx, train_idx = order[:n_val].to(theta.device), order[n_val:].to(theta.device)
-    theta_val, x_val = theta[val_idx], x[val_idx]
-    theta_train, x_train = theta[train_idx], x[train_idx]
+    if isinstance(theta, Tensor):
+        train_batches, validation_loss = _tensor_batches(module, loss_fn, theta, x, config, generator)
+    else:
+        if x is not None:
+            raise TypeError("with a PairSource as theta, x must be None")
+        train_batches, validation_loss = _source_batches(module, loss_fn, theta, config)
 
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = None
@@ -148,19 +194,20 @@ def train(
     history.stopped_because = "max_epochs"
     for epoch in bar:
         module.train()
-        permutation = torch.randperm(len(theta_train), generator=generator).to(theta.device)
-        total = 0.0
-        for i in range(0, len(permutation), config.batch_size):
-            batch = permutation[i : i + config.batch_size]
-            loss = loss_fn(theta_train[batch], x_train[batch]).mean()
+        total, count = 0.0, 0
+        for theta_batch, x_batch in train_batches(epoch):
+            loss = loss_fn(theta_batch, x_batch).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
             optimizer.step()
-            total += float(loss.detach()) * len(batch)
-        history.train_loss.append(total / len(theta_train))
-        history.validation_loss.append(_mean_loss(module, loss_fn, theta_val, x_val, 4 * config.batch_size))
+            total += float(loss.detach()) * len(theta_batch)
+            count += len(theta_batch)
+        if count == 0:
+            raise ValueError("the training set is empty: use more pairs or a smaller validation_fraction")
+        history.train_loss.append(total / count)
+        history.validation_loss.append(validation_loss())
         if history.best_epoch < 0 or history.validation_loss[-1] < history.best_validation_loss:
             history.best_epoch = epoch
             best_state = copy.deepcopy(module.state_dict())
@@ -183,6 +230,40 @@ def train(
     module.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _tensor_batches(module, loss_fn, theta: Tensor, x: Tensor, config: TrainingConfig, generator: torch.Generator):
+    """In-memory pairs: a seeded validation split, then a fresh permutation each epoch."""
+    order = torch.randperm(len(theta), generator=generator)
+    n_val = max(1, int(round(config.validation_fraction * len(theta))))
+    if len(theta) - n_val < 1:
+        raise ValueError(f"{len(theta)} pairs are too few to hold out a validation set")
+    val_idx, train_idx = order[:n_val].to(theta.device), order[n_val:].to(theta.device)
+    theta_val, x_val = theta[val_idx], x[val_idx]
+    theta_train, x_train = theta[train_idx], x[train_idx]
+
+    def train_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        permutation = torch.randperm(len(theta_train), generator=generator).to(theta.device)
+        for i in range(0, len(permutation), config.batch_size):
+            batch = permutation[i : i + config.batch_size]
+            yield theta_train[batch], x_train[batch]
+
+    return train_batches, lambda: _mean_loss(module, loss_fn, theta_val, x_val, 4 * config.batch_size)
+
+
+def _source_batches(module, loss_fn, source: PairSource, config: TrainingConfig):
+    """Streamed pairs: the source's split and per-epoch shuffle, moved to the module's device."""
+    device = _module_device(module)
+    split = {"seed": config.seed, "validation_fraction": config.validation_fraction}
+
+    def train_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return _on_device(source.batches("train", config.batch_size, epoch=epoch, **split), device)
+
+    def validation_loss() -> float:
+        batches = source.batches("validation", 4 * config.batch_size, epoch=0, **split)
+        return _mean_batch_loss(module, loss_fn, _on_device(batches, device))
+
+    return train_batches, validation_loss
 
 
 def _save_checkpoint(path: Path, epoch: int, module, optimizer, scheduler, history, generator, best_state) -> None:

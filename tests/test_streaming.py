@@ -1,0 +1,144 @@
+"""Training from a simulation store: streamed batches, streaming standardization, the C2ST bound."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import sbi_gen
+from sbi_gen import DataError
+from sbi_gen.calibration import c2st
+from sbi_gen.cli import main
+from sbi_gen.executors import simulate_to_store
+from sbi_gen.nn import Standardize
+from sbi_gen.store import RunningMoments, SimulationStore, StoreDataset, StorePairs
+from sbi_gen.training import PairSource, TrainingConfig, train
+
+
+@pytest.fixture()
+def store(tmp_path) -> SimulationStore:
+    simulator = sbi_gen.get_simulator("toy_gaussian", dim=2)
+    simulate_to_store(simulator, 1050, tmp_path / "s.h5", seed=0, chunk_size=100, progress=False)
+    return SimulationStore.open(tmp_path / "s.h5")
+
+
+def _rows(batches) -> torch.Tensor:
+    return torch.cat([theta for theta, _ in batches])
+
+
+def _sorted(theta: torch.Tensor) -> torch.Tensor:
+    return theta[torch.argsort(theta[:, 0])]
+
+
+@pytest.mark.parametrize("pooled_axes", [(), (0,)])
+def test_running_moments_match_standardize_fit(pooled_axes):
+    data = torch.randn(1000, 4, 3, dtype=torch.float64) * torch.tensor([1.0, 5.0, 1e-9]) + 3.0
+    moments = RunningMoments((4, 3), pooled_axes)
+    for part in data.split(77):
+        moments.update(part)
+    streamed, whole = Standardize((4, 3)), Standardize((4, 3)).fit(data.float(), pooled_axes=pooled_axes)
+    moments.apply_to(streamed)
+    assert torch.allclose(streamed.mean, whole.mean, atol=1e-6) and torch.allclose(streamed.std, whole.std, rtol=1e-5)
+    assert bool((streamed.std[:, 2] == 1.0).all())  # near-constant features keep std 1
+
+
+def test_dataset_splits_every_row_once_and_reshuffles_each_epoch(store):
+    everything = store.to_simulation_set().theta
+    common = {"batch_size": 64, "validation_fraction": 0.2, "seed": 3, "buffer_rows": 250}
+    train_rows = _rows(StoreDataset(store, "train", **common))
+    validation = _rows(StoreDataset(store, "validation", shuffle=False, **common))
+    assert len(train_rows) + len(validation) == 1050 and 150 < len(validation) < 270
+    assert torch.equal(_sorted(torch.cat([train_rows, validation])), _sorted(everything))
+    again = _rows(StoreDataset(store, "train", **common))
+    next_epoch = _rows(StoreDataset(store, "train", epoch=1, **common))
+    assert torch.equal(again, train_rows) and not torch.equal(next_epoch, train_rows)
+    assert torch.equal(_sorted(next_epoch), _sorted(train_rows))
+    batches = list(StoreDataset(store, "train", **common))
+    assert all(len(theta) == 64 for theta, _ in batches[:-1]) and 0 < len(batches[-1][0]) <= 64
+
+
+def test_dataloader_workers_share_the_chunks(store):
+    dataset = StoreDataset(store, "all", batch_size=50, shuffle=False)
+    rows = _rows(DataLoader(dataset, batch_size=None, num_workers=2))
+    assert torch.equal(_sorted(rows), _sorted(store.to_simulation_set().theta))
+
+
+def test_store_pairs_is_a_pair_source_and_checks_rows(tmp_path, store):
+    narrow = sbi_gen.UniformPrior([-1.0, -1.0], [1.0, 1.0])
+    assert isinstance(StorePairs(store), PairSource)
+    with pytest.raises(DataError, match=r"s.h5: row \d+ has theta outside the prior.*--drop-invalid"):
+        StorePairs(store, narrow).scan(lambda theta, x: None)
+    report = StorePairs(store, narrow, drop_invalid=True).scan(lambda theta, x: None)
+    inside = int(narrow.contains(store.to_simulation_set().theta).sum())
+    assert report == {"num_pairs": inside, "non_finite": 0, "outside_prior": 1050 - inside}
+
+
+def test_fit_from_a_store_standardizes_like_in_memory(store, tmp_path):
+    memory = store.to_simulation_set()
+    options = {"num_transforms": 1, "hidden_features": 16}
+    in_memory = sbi_gen.get_estimator("flow", **options)
+    in_memory.fit(memory.theta, memory.x, store.prior, max_epochs=1, progress=False)
+    streamed = sbi_gen.get_estimator("flow", **options)
+    history = streamed.fit(store, max_epochs=2, progress=False, shuffle_buffer=300)
+    for name in ["theta_transform.standardize.mean", "theta_transform.standardize.std", "x_standardize.mean",
+                 "x_standardize.std"]:
+        a, b = in_memory.network.state_dict()[name], streamed.network.state_dict()[name]
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), name
+    assert len(history.train_loss) == 2 and all(torch.isfinite(torch.tensor(history.validation_loss)))
+    assert streamed.metadata["data"] == {"num_pairs": 1050, "dropped": {"non_finite": 0, "outside_prior": 0},
+                                         "store": str(store.path)}
+    assert streamed.sample(memory.x[:3], 10).shape == (10, 3, 2)
+
+
+def test_train_moves_streamed_batches_to_the_module_device(store):
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(2))
+
+    probe = Probe()
+
+    def loss(theta, x):
+        seen.append((theta.device, x.device))
+        return ((theta - probe.weight) ** 2).sum(1)
+
+    train(probe, loss, StorePairs(store), None, TrainingConfig(max_epochs=1, progress=False))
+    assert seen and all(t == probe.weight.device and x == probe.weight.device for t, x in seen)
+    with pytest.raises(TypeError, match="x must be None"):
+        train(probe, loss, StorePairs(store), torch.zeros(3), TrainingConfig(max_epochs=1, progress=False))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_from_a_store_on_the_gpu(store):
+    estimator = sbi_gen.get_estimator("flow", device="cuda", num_transforms=1, hidden_features=16)
+    estimator.fit(store, max_epochs=1, progress=False)
+    assert next(estimator.network.parameters()).is_cuda
+
+
+def test_cli_trains_from_a_store_with_its_recorded_prior(tmp_path, capsys):
+    path = tmp_path / "s.h5"
+    assert main(["simulate", "toy_gaussian", "--option", "dim=2", "-n", "600", "--chunk-size", "200", "-o",
+                 str(path), "--no-progress"]) == 0
+    assert main(["train", "--data", str(path), "-o", str(tmp_path / "m"), "--estimator-option", "num_transforms=1",
+                 "--max-epochs", "1", "--no-progress"]) == 0
+    assert "trained on 600 pairs" in capsys.readouterr().out
+    model = sbi_gen.load_estimator(tmp_path / "m")
+    assert model.metadata["simulator"]["name"] == "toy_gaussian" and model.metadata["data"]["store"] == str(path)
+
+
+@pytest.mark.slow
+def test_streamed_training_reaches_the_in_memory_c2st_bound(tmp_path):
+    """As tests/test_accuracy.py (mean C2ST <= 0.55 over 5 observations), trained from disk a buffer at a time."""
+    torch.set_num_threads(2)
+    simulator = sbi_gen.get_simulator("toy_gaussian")  # d = 5
+    simulate_to_store(simulator, 10_000, tmp_path / "s.h5", seed=1, chunk_size=500, progress=False)
+    estimator = sbi_gen.get_estimator("flow")
+    estimator.fit(SimulationStore.open(tmp_path / "s.h5"), seed=0, progress=False, shuffle_buffer=2_000)
+    observations = sbi_gen.simulate(simulator, 5, seed=99)
+    samples = estimator.sample(observations.x, 10_000, torch.Generator().manual_seed(0))
+    reference = simulator.reference_posterior(observations.x).sample(10_000, torch.Generator().manual_seed(1))
+    accuracies = [c2st(reference[:, b], samples[:, b], seed=b).accuracy for b in range(5)]
+    assert sum(accuracies) / 5 <= 0.55, accuracies
