@@ -25,6 +25,16 @@ def toy():
 
 
 @pytest.fixture(scope="session")
+def trained_toy_flow():
+    """The default flow trained on 10,000 simulations of the default toy Gaussian (d = 5): slow tests only."""
+    simulator = sbi_gen.get_simulator("toy_gaussian")
+    data = sbi_gen.simulate(simulator, 10_000, seed=1)
+    estimator = sbi_gen.get_estimator("flow")
+    estimator.fit(data.theta, data.x, simulator.prior, seed=0, progress=False)
+    return simulator, estimator
+
+
+@pytest.fixture(scope="session")
 def small_flow(toy):
     """A flow trained briefly on 2,000 toy simulations: for interface tests, not accuracy."""
     data = sbi_gen.simulate(toy, 2000, seed=0)

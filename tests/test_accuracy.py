@@ -10,12 +10,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained():
-    simulator = sbi_gen.get_simulator("toy_gaussian")  # d = 5
-    data = sbi_gen.simulate(simulator, 10_000, seed=1)
-    estimator = sbi_gen.get_estimator("flow")
-    estimator.fit(data.theta, data.x, simulator.prior, seed=0, progress=False)
-    return simulator, estimator
+def trained(trained_toy_flow):
+    return trained_toy_flow
 
 
 def test_flow_posterior_is_close_to_the_analytic_one(trained):

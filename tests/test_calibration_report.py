@@ -180,11 +180,7 @@ def test_cli_calibrate_help(capsys):
 
 
 @pytest.mark.slow
-def test_trained_flow_on_the_toy_gaussian_is_calibrated():
-    torch.set_num_threads(1)  # small networks: one thread is fastest, and the CPUs are shared
-    simulator = sbi_gen.get_simulator("toy_gaussian")
-    data = sbi_gen.simulate(simulator, 10_000, seed=0)
-    estimator = sbi_gen.get_estimator("flow")
-    estimator.fit(data.theta, data.x, simulator.prior, progress=False, max_epochs=150)
+def test_trained_flow_on_the_toy_gaussian_is_calibrated(trained_toy_flow):
+    simulator, estimator = trained_toy_flow  # the default flow, 10,000 simulations (tests/conftest.py)
     report = calibrate_estimator(estimator, simulator, num_simulations=300, num_samples=300, seed=0)
     assert report.verdict.overall == "calibrated", report.verdict.per_diagnostic
