@@ -69,7 +69,7 @@ class DiffusionPosterior(ODEPosterior):
         exact_divergence_max_dim: exact divergence up to this ``d``, Hutchinson above.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
 
-    Training defaults (used when ``fit`` gets no ``TrainingConfig``): batch 256,
+    Training defaults (``training_defaults``; explicit settings override them): batch 256,
     step size 1e-3, up to 2,000 epochs, patience 60 and step-size halving after
     20 flat epochs. The regression target is noisy (one random time and noise
     per pair and step), so score networks keep improving slowly long after a

@@ -49,7 +49,7 @@ class FlowMatchingPosterior(ODEPosterior):
         exact_divergence_max_dim: exact divergence up to this ``d``, Hutchinson above.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
 
-    Training defaults (used when ``fit`` gets no ``TrainingConfig``): as for
+    Training defaults (``training_defaults``; explicit settings override them): as for
     ``diffusion`` (batch 256, step size 1e-3, up to 2,000 epochs, patience 60,
     step-size halving after 20 flat epochs): the regression loss is noisy and
     keeps improving slowly.

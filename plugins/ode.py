@@ -37,15 +37,13 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sbi_gen.estimator import PosteriorEstimator
-from sbi_gen.prior import Prior
 from sbi_gen.registry import get_registry
-from sbi_gen.training import TrainingConfig, TrainingHistory
 
 __all__ = ["TimeEmbedding", "VectorFieldNet", "ConditionalField", "heun_integrate", "ode_log_prob", "ODEPosterior"]
 
@@ -193,8 +191,6 @@ class ODEPosterior(PosteriorEstimator):
     """
 
     capabilities = {"has_log_prob": True, "log_prob_method": "ode"}
-    #: defaults of the shared training loop when ``fit`` gets no TrainingConfig
-    training_defaults: ClassVar[dict[str, Any]] = {}
     #: the ODE runs on ``[t_min, 1]``
     t_min: float = 0.0
     #: exponent of the time grid (``> 1`` puts more steps near the data end)
@@ -243,18 +239,6 @@ class ODEPosterior(PosteriorEstimator):
             context = embedding(torch.zeros(2, *x_shape)).shape[-1]
         net = VectorFieldNet(theta_dim, context, o["hidden_features"], o["num_blocks"], o["time_features"])
         return ConditionalField(embedding, net, theta_dim)
-
-    def fit(
-        self, theta: Any, x: Any = None, prior: Prior | None = None, training: TrainingConfig | None = None,
-        drop_invalid: bool = False, **training_options: Any,
-    ) -> TrainingHistory:
-        """As :meth:`PosteriorEstimator.fit`, with this plugin's :attr:`training_defaults` when no config is given.
-
-        (The CLI and the pipeline always pass a :class:`TrainingConfig`, so there the shared defaults apply.)
-        """
-        if training is None:
-            training = TrainingConfig(device=str(self.device), **self.training_defaults)
-        return super().fit(theta, x, prior, training, drop_invalid, **training_options)
 
     def loss_z(self, z: Tensor, x: Tensor) -> Tensor:
         """The regression loss at random times and noise.

@@ -33,22 +33,25 @@ def _parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _training_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("training")
-    group.add_argument("--max-epochs", type=int, default=300, help="upper bound on epochs (default: 300)")
-    group.add_argument("--batch-size", type=int, default=128, help="pairs per step (default: 128)")
-    group.add_argument("--learning-rate", type=float, default=5e-4, help="AdamW step size (default: 5e-4)")
-    group.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs (default: 20)")
+    group = parser.add_argument_group("training (defaults: the estimator's own, see its docstring)")
+    group.add_argument("--max-epochs", type=int, help="upper bound on epochs (flow: 300)")
+    group.add_argument("--batch-size", type=int, help="pairs per step (flow: 128)")
+    group.add_argument("--learning-rate", type=float, help="AdamW step size (flow: 5e-4)")
+    group.add_argument("--patience", type=int, help="early-stopping patience in epochs (flow: 20)")
     group.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _training_config(args: argparse.Namespace):
-    from sbi_gen.training import TrainingConfig
-
-    return TrainingConfig(
-        max_epochs=args.max_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        patience=args.patience, device=args.device, progress=not args.no_progress, seed=args.seed,
-    )
+def _training_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The training settings given on the command line; the rest stay the estimator's defaults."""
+    given = {
+        "max_epochs": args.max_epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "patience": args.patience,
+    }
+    return {
+        **{key: value for key, value in given.items() if value is not None},
+        "device": args.device, "progress": not args.no_progress, "seed": args.seed,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,9 +335,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = prepare_run_dir(args.out)
     estimator = get_estimator(args.estimator, device=args.device, **_parse_options(args.estimator_option))
     if store is not None:
-        history = estimator.fit(store, None, prior, _training_config(args), drop_invalid=args.drop_invalid)
+        training = estimator.training_config(**_training_options(args))
+        history = estimator.fit(store, None, prior, training, drop_invalid=args.drop_invalid)
     else:
-        history = estimator.fit(data.theta, data.x, prior, _training_config(args), drop_invalid=args.drop_invalid)
+        training = estimator.training_config(**_training_options(args))
+        history = estimator.fit(data.theta, data.x, prior, training, drop_invalid=args.drop_invalid)
     if simulator is not None:
         estimator.metadata["simulator"] = simulator.describe()
     elif store is not None and store.meta["simulator"].get("name") and not args.prior:
@@ -386,7 +391,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         simulator=args.simulator, simulator_options=_parse_options(args.option), estimator=args.estimator,
         estimator_options=_parse_options(args.estimator_option), num_simulations=args.simulations,
         num_observations=args.observations, num_posterior_samples=args.samples, num_sbc=args.sbc, seed=args.seed,
-        training=_training_config(args), calibration_report=not args.no_calibration,
+        training_options=_training_options(args), calibration_report=not args.no_calibration,
     )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run(config, args.out or Path("runs") / f"{args.simulator}-{args.estimator}-{stamp}")

@@ -56,6 +56,8 @@ class PosteriorEstimator(ABC):
     name: ClassVar[str] = ""
     #: whether :meth:`log_prob` is available, and how it is computed
     capabilities: ClassVar[dict[str, Any]] = {"has_log_prob": True, "log_prob_method": "exact"}
+    #: this plugin's defaults for :class:`TrainingConfig` fields (e.g. longer patience for score models)
+    training_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, device: str = "cpu", **options: Any) -> None:
         self.options = options
@@ -147,7 +149,7 @@ class PosteriorEstimator(ABC):
         unless ``drop_invalid`` (their count is kept in ``metadata``).
         ``training_options`` override fields of :class:`TrainingConfig`.
         """
-        config = training or TrainingConfig(device=str(self.device))
+        config = training or self.training_config()
         for key, value in training_options.items():
             if not hasattr(config, key):
                 raise TypeError(f"unknown training option {key!r}")
@@ -190,6 +192,14 @@ class PosteriorEstimator(ABC):
         self.metadata["data"] = {"num_pairs": report["num_pairs"], "dropped": dropped, "store": str(store.path)}
         self.history = train(network, self._loss, pairs, None, config)
         return self.history
+
+    def training_config(self, **overrides: Any) -> TrainingConfig:
+        """A :class:`TrainingConfig` with this plugin's :attr:`training_defaults`, then ``overrides``."""
+        fields = {"device": str(self.device), **self.training_defaults, **overrides}
+        try:
+            return TrainingConfig(**fields)
+        except TypeError as error:
+            raise TypeError(f"unknown training option: {error}") from None
 
     @torch.no_grad()
     def sample(

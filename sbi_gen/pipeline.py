@@ -26,7 +26,6 @@ import torch
 from sbi_gen.calibration import c2st, calibrate_estimator, sbc_test, write_report
 from sbi_gen.data import SimulationSet, save_simulations, simulate
 from sbi_gen.registry import Registry, get_registry
-from sbi_gen.training import TrainingConfig
 
 __all__ = ["RunConfig", "run", "prepare_run_dir"]
 
@@ -43,7 +42,8 @@ class RunConfig:
         num_posterior_samples: posterior draws per held-out observation.
         num_sbc: simulations for the SBC check; ``sbc_samples`` draws for each.
         seed: seeds simulation, training and sampling.
-        training: settings of the training loop.
+        training_options: :class:`TrainingConfig` fields to override; the rest
+            are the estimator's own training defaults.
         calibration_report: write the calibration report (on the SBC pairs,
             reusing their samples) into ``calibration/``.
     """
@@ -58,7 +58,7 @@ class RunConfig:
     num_sbc: int = 200
     sbc_samples: int = 1_000
     seed: int = 0
-    training: TrainingConfig = field(default_factory=TrainingConfig)
+    training_options: dict[str, Any] = field(default_factory=dict)
     calibration_report: bool = True
 
 
@@ -93,7 +93,7 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     _log(f"simulated {len(train_set)} training pairs from {simulator!r} in {timings['simulate_s']:.1f} s", quiet)
 
     start = time.perf_counter()
-    training = TrainingConfig(**{**asdict(config.training), "seed": config.seed})
+    training = estimator.training_config(**{**config.training_options, "seed": config.seed})
     history = estimator.fit(train_set.theta, train_set.x, simulator.prior, training)
     timings["train_s"] = time.perf_counter() - start
     estimator.metadata["simulator"] = simulator.describe()

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import sbi_gen
 from sbi_gen.cli import main
 
 FAST = ["--max-epochs", "3", "--no-progress"]
@@ -100,3 +101,15 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: sbi-gen" in capsys.readouterr().out
+
+
+def test_estimator_training_defaults_apply_unless_overridden():
+    from sbi_gen.cli import _training_options, build_parser
+
+    estimator = sbi_gen.get_estimator("diffusion")
+    args = build_parser().parse_args(["train", "toy_gaussian", "-o", "m", "--patience", "7"])
+    config = estimator.training_config(**_training_options(args))
+    assert config.patience == 7
+    assert config.max_epochs == estimator.training_defaults["max_epochs"] != 300
+    flow_config = sbi_gen.get_estimator("flow").training_config(**_training_options(args))
+    assert flow_config.max_epochs == 300 and flow_config.patience == 7
