@@ -12,9 +12,9 @@ Usage: python benchmarks/refine.py [--proposals 100000] [--threads 2]
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from timing import best_seconds
 
 import sbi_gen
 from sbi_gen.refine import importance_sample
@@ -37,12 +37,13 @@ def main() -> None:
     rates = {}
     print(f"toy_gaussian d=5, {args.proposals} proposals, {args.threads} threads, torch {torch.__version__}")
     for name, proposal in proposals.items():
-        best = float("inf")
-        for repeat in range(3):
-            start = time.perf_counter()
-            result = importance_sample(proposal, simulator, x, args.proposals,
-                                       generator=torch.Generator().manual_seed(repeat))
-            best = min(best, time.perf_counter() - start)
+        generator = torch.Generator().manual_seed(0)
+
+        def refine(proposal=proposal, generator=generator):
+            return importance_sample(proposal, simulator, x, args.proposals, generator=generator)
+
+        best = best_seconds(refine)
+        result = refine()
         rates[name] = args.proposals / best
         print(f"{name:<22} {rates[name]:12.4g} proposals/s  ({rates[name] / rates['analytic (baseline)']:.3f} x "
               f"baseline); efficiency {100 * result.efficiency:.1f}%")

@@ -15,19 +15,10 @@ import argparse
 import time
 
 import torch
+from timing import throughput
 
 import sbi_gen
 from sbi_gen.calibration import c2st
-
-
-def throughput(sample, x, n: int, repeats: int = 3) -> float:
-    """Posterior samples per second (best of ``repeats``) for ``n`` draws per observation."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        sample(x, n)
-        best = min(best, time.perf_counter() - start)
-    return n * len(x) / best
 
 
 def main() -> None:
