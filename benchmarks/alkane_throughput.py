@@ -8,6 +8,7 @@ default flow on ``--train`` simulations and prints the C2ST accuracy against
 the reference posterior (10,000 samples each) for 5 observations.
 
 Usage: python benchmarks/alkane_throughput.py [--simulations 100000] [--threads 1] [--c2st]
+       [--estimators flow,diffusion,flow_matching]
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main() -> None:
                         help="torch threads; on a shared machine 1 is fastest (each op is small)")
     parser.add_argument("--c2st", action="store_true", help="fit a flow and report C2ST (minutes)")
     parser.add_argument("--train", type=int, default=20_000)
+    parser.add_argument("--estimators", default="flow",
+                        help="comma-separated estimators for --c2st, e.g. flow,diffusion,flow_matching")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
@@ -58,12 +61,13 @@ def main() -> None:
 
     if args.c2st:
         train = data if len(data) == args.train else sbi_gen.simulate(simulator, args.train, seed=0)
-        estimator = sbi_gen.get_estimator("flow")
-        _, seconds = timed(lambda: estimator.fit(train.theta, train.x, simulator.prior, progress=False))
-        samples = estimator.sample(observations.x, 10_000, torch.Generator().manual_seed(0))
-        scores = [c2st(ref_samples[:, b], samples[:, b], seed=b).accuracy for b in range(5)]
-        print(f"flow on {args.train} simulations: trained in {seconds:.0f} s; C2ST per observation "
-              f"{', '.join(f'{s:.3f}' for s in scores)}; mean {sum(scores) / 5:.3f}")
+        for name in args.estimators.split(","):
+            estimator = sbi_gen.get_estimator(name)
+            _, seconds = timed(lambda e=estimator: e.fit(train.theta, train.x, simulator.prior, progress=False))
+            samples = estimator.sample(observations.x, 10_000, torch.Generator().manual_seed(0))
+            scores = [c2st(ref_samples[:, b], samples[:, b], seed=b).accuracy for b in range(5)]
+            print(f"{name} on {args.train} simulations: trained in {seconds:.0f} s; C2ST per observation "
+                  f"{', '.join(f'{s:.3f}' for s in scores)}; mean {sum(scores) / 5:.3f}")
 
 
 if __name__ == "__main__":
