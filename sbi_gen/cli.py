@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("-o", "--out", help="report directory to create (default: MODEL/calibration)")
     cal.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     cal.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    cal.add_argument(
+        "--budgets",
+        help="also retrain the same estimator on each of these simulation budgets (e.g. 1e3,1e4,1e5) and plot "
+        "coverage area, TARP ATC and C2ST versus budget (budgets.json, budgets.png)",
+    )
 
     refine = commands.add_parser(
         "refine",
@@ -416,6 +421,22 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"  note: {note}")
     print(f"report: {out / 'calibration.md'}")
+    if args.budgets:
+        from sbi_gen.calibration.budgets import budget_sweep, parse_budgets, write_budget_sweep
+        from sbi_gen.registry import get_estimator
+
+        sweep = budget_sweep(
+            lambda: get_estimator(estimator.name, device=args.device, **estimator.options), simulator,
+            parse_budgets(args.budgets), num_simulations=args.simulations, num_samples=args.samples,
+            seed=args.seed, alpha=args.alpha, training_options={"progress": False},
+        )
+        write_budget_sweep(sweep, out)
+        for point in sweep.points:
+            c2st_text = f", C2ST {point.reference_c2st:.3f}" if point.reference_c2st is not None else ""
+            area = f"{point.coverage_area:+.3f}" if point.coverage_area is not None else "n/a"
+            print(f"  budget {point.budget}: {point.verdict}, coverage area {area}, ATC {point.tarp_atc:+.3f}"
+                  f"{c2st_text}")
+        print(f"budget sweep: {out / 'budgets.png'}")
     return 0
 
 

@@ -170,6 +170,11 @@ def test_cli_calibrate(small_flow, tmp_path, capsys):
     assert "calibration over 60 test pairs x 60 samples:" in printed and "theta_0" in printed
     validate(json.loads((out / "calibration.json").read_text()), REPORT_SCHEMA)
     assert (out / "coverage.png").is_file()
+    swept = tmp_path / "swept"
+    assert main(["calibrate", str(tmp_path / "model"), "-n", "40", "--samples", "40", "--simulator", "toy_gaussian",
+                 "--option", "dim=3", "-o", str(swept), "--budgets", "100,200"]) == 0
+    assert "budget 200:" in capsys.readouterr().out
+    assert [p["budget"] for p in json.loads((swept / "budgets.json").read_text())["points"]] == [100, 200]
 
 
 def test_cli_calibrate_help(capsys):
@@ -184,3 +189,23 @@ def test_trained_flow_on_the_toy_gaussian_is_calibrated(trained_toy_flow):
     simulator, estimator = trained_toy_flow  # the default flow, 10,000 simulations (tests/conftest.py)
     report = calibrate_estimator(estimator, simulator, num_simulations=300, num_samples=300, seed=0)
     assert report.verdict.overall == "calibrated", report.verdict.per_diagnostic
+
+
+def test_budget_sweep_shows_accuracy_improving_with_budget(tmp_path):
+    from sbi_gen.calibration.budgets import budget_sweep, parse_budgets, write_budget_sweep
+
+    assert parse_budgets("5e1,2e3") == [50, 2000]
+    with pytest.raises(ValueError, match="--budgets"):
+        parse_budgets("many")
+    simulator = sbi_gen.get_simulator("toy_gaussian", dim=2)
+    sweep = budget_sweep(
+        lambda: sbi_gen.get_estimator("flow", num_transforms=2, hidden_features=32), simulator, [50, 2000],
+        num_simulations=100, num_samples=200, training_options={"max_epochs": 30, "progress": False},
+    )
+    small, large = sweep.points
+    assert (small.budget, large.budget) == (50, 2000)
+    assert large.reference_c2st < small.reference_c2st
+    assert abs(large.coverage_area) < abs(small.coverage_area) + 0.05
+    paths = write_budget_sweep(sweep, tmp_path)
+    assert json.loads(paths[0].read_text())["points"][1]["budget"] == 2000
+    assert matplotlib.image.imread(paths[1]).shape[0] > 0
