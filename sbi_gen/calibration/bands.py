@@ -27,7 +27,15 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats
 
-__all__ = ["ECDFBand", "binomial_interval", "ecdf_at", "ecdf_pvalue", "normal_interval", "simultaneous_ecdf_band"]
+__all__ = [
+    "ECDFBand",
+    "binomial_interval",
+    "coverage_label",
+    "ecdf_at",
+    "ecdf_pvalue",
+    "normal_interval",
+    "simultaneous_ecdf_band",
+]
 
 
 def binomial_interval(successes: int, trials: int, level: float) -> tuple[float, float]:
@@ -124,3 +132,25 @@ def ecdf_pvalue(ranks: np.ndarray, band: ECDFBand) -> float:
     observed = _min_tail(counts, band.num_draws, np.asarray(band.points))
     below = np.searchsorted(band.null_min_tail, observed, side="right")
     return float((1 + below) / (1 + len(band.null_min_tail)))
+
+
+def coverage_label(
+    signed_area: float, null_sd: float, n: int, ranks: np.ndarray, band: ECDFBand, alpha: float
+) -> tuple[float, float, float, str]:
+    """Test a coverage curve two ways and name what is wrong with it.
+
+    ``signed_area`` (negative: coverage below nominal) is tested with a two-sided
+    normal test of sd ``null_sd / sqrt(n)``, the ranks with the simultaneous ECDF
+    band; each gets ``alpha / 2``. Returns ``(area_p, ecdf_p, pvalue, label)``
+    with the Bonferroni-combined ``pvalue`` and ``label`` one of
+    ``overconfident`` / ``underconfident`` (area rejects), ``miscalibrated``
+    (only the ECDF rejects) or ``calibrated``.
+    """
+    area_p = float(2 * stats.norm.sf(abs(signed_area) / (null_sd / np.sqrt(n))))
+    ecdf_p = ecdf_pvalue(ranks, band)
+    pvalue = min(1.0, 2 * min(area_p, ecdf_p))
+    if area_p < alpha / 2:
+        label = "overconfident" if signed_area < 0 else "underconfident"
+    else:
+        label = "miscalibrated" if ecdf_p < alpha / 2 else "calibrated"
+    return area_p, ecdf_p, pvalue, label

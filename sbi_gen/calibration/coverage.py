@@ -27,13 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
 
 from sbi_gen.calibration.bands import (
     binomial_interval,
+    coverage_label,
     ecdf_at,
-    ecdf_pvalue,
     normal_interval,
     simultaneous_ecdf_band,
 )
@@ -97,13 +96,7 @@ def expected_coverage(
     mean, low, high = normal_interval(u, 1 - alpha / 2)
     area = 0.5 - mean
     null_sd = np.sqrt((num_values**2 - 1) / 12) / num_values
-    area_p = float(2 * stats.norm.sf(abs(area) / (null_sd / np.sqrt(n))))
-    ecdf_p = ecdf_pvalue(ranks, band)
-    pvalue = min(1.0, 2 * min(area_p, ecdf_p))
-    if area_p < alpha / 2:
-        label = "overconfident" if area < 0 else "underconfident"
-    else:
-        label = "miscalibrated" if ecdf_p < alpha / 2 else "calibrated"
+    area_p, ecdf_p, pvalue, label = coverage_label(area, null_sd, n, ranks, band, alpha)
     levels = {}
     for g in report_levels:
         inside = int((ranks < g * num_values).sum())

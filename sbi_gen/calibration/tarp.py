@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
 
-from sbi_gen.calibration.bands import ecdf_at, ecdf_pvalue, simultaneous_ecdf_band
+from sbi_gen.calibration.bands import coverage_label, ecdf_at, simultaneous_ecdf_band
 
 __all__ = ["TARPResult", "tarp", "tarp_ranks"]
 
@@ -124,13 +123,7 @@ def tarp(
     boot_ecp = np.stack([ecdf_at(ranks[row], band) for row in resampled])
     tails = [alpha / 4, 1 - alpha / 4]
     null_sd = np.sqrt(1 / 24 - 1 / 64)  # sd of (u - 1/2)_+ for u ~ U(0, 1)
-    atc_p = float(2 * stats.norm.sf(abs(atc) / (null_sd / np.sqrt(n))))
-    ecdf_p = ecdf_pvalue(ranks, band)
-    pvalue = min(1.0, 2 * min(atc_p, ecdf_p))
-    if atc_p < alpha / 2:
-        label = "overconfident" if atc < 0 else "underconfident"
-    else:
-        label = "miscalibrated" if ecdf_p < alpha / 2 else "calibrated"
+    atc_p, ecdf_p, pvalue, label = coverage_label(atc, null_sd, n, ranks, band, alpha)
     lower, upper = np.quantile(boot_ecp, [alpha / 2, 1 - alpha / 2], axis=0)
     atc_low, atc_high = np.quantile(boot_atc, tails)
     return TARPResult(
