@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sbi_gen.benchmark.cli import add_parser as add_benchmark_parser
 from sbi_gen.errors import DataError, SbiGenError
 
 __all__ = ["main", "build_parser"]
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
     refine.add_argument("-o", "--out", required=True, help="output .npz: resampled [n, B, d] and log weights [n, B]")
     refine.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_benchmark_parser(commands)
     return parser
 
 
@@ -475,8 +477,14 @@ def _cmd_refine(args: argparse.Namespace) -> int:
     return 0 if all(r.trustworthy for r in results) else 3
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from sbi_gen.benchmark.cli import command
+
+    return command(args)
+
+
 COMMANDS = {"plugins": _cmd_plugins, "simulate": _cmd_simulate, "train": _cmd_train, "sample": _cmd_sample,
-            "run": _cmd_run, "calibrate": _cmd_calibrate, "refine": _cmd_refine}
+            "run": _cmd_run, "calibrate": _cmd_calibrate, "refine": _cmd_refine, "benchmark": _cmd_benchmark}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,22 @@
+"""The benchmark suite: C2ST, training time, sampling time and peak memory per task x estimator x budget.
+
+Same as ``sbi-gen benchmark`` (see ``sbi-gen benchmark --help``); defaults to the
+sbibm-style tasks with exact reference posteriors (toy_gaussian, two_moons,
+slcp), sbi-gen's three estimators, budgets 10^3 and 10^4, 5 observations x
+10,000 posterior samples, and sbi's NPE (MAF and NSF), NPSE and FMPE on the same
+simulations when the ``sbi`` package is installed (``pip install -e ".[bench]"``).
+
+Usage:
+    python benchmarks/run.py --out runs/bench              # about 15 minutes with sbi on 2 CPU cores
+    python benchmarks/run.py --quick --out runs/bench-quick   # smoke run, under 2 minutes
+    python benchmarks/run.py --tasks two_moons,slcp,alkane,gw --budgets 10000 --out runs/bench-1e4
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sbi_gen.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["benchmark", *sys.argv[1:]]))

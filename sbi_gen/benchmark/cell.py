@@ -1,0 +1,105 @@
+"""One benchmark cell: simulate, train, sample, score. Run as ``python -m sbi_gen.benchmark.cell SPEC RESULT``.
+
+The spec (JSON, written by :mod:`sbi_gen.benchmark.suite`) names the task, the
+method, the budget, the seed, options and the reference file. The result holds
+the C2ST per observation (sbi-gen's torch classifier for every method), the
+training wall time, the sampling time for all observations, the number of
+training epochs and the peak resident memory of the process.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sbi_gen.calibration import c2st
+from sbi_gen.data import simulate
+from sbi_gen.registry import Registry, get_registry
+
+__all__ = ["run_cell", "peak_rss_mb"]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _train_and_sample_ours(spec: dict, simulator, theta, x, x_obs, num_samples: int, registry: Registry) -> dict:
+    estimator = registry.estimator(spec["method"], **spec["estimator_options"])
+    start = time.perf_counter()
+    history = estimator.fit(theta, x, simulator.prior, seed=spec["seed"], progress=False, **spec["training_options"])
+    train_seconds = time.perf_counter() - start
+    generator = torch.Generator().manual_seed(spec["seed"] + 7)
+    start = time.perf_counter()
+    samples = estimator.sample(x_obs, num_samples, generator)
+    sample_seconds = time.perf_counter() - start
+    return {"samples": samples, "train_seconds": train_seconds, "sample_seconds": sample_seconds,
+            "epochs": len(history.train_loss), "toolkit": "sbi-gen"}
+
+
+def run_cell(spec: dict[str, Any], registry: Registry | None = None) -> dict[str, Any]:
+    """Run the cell ``spec`` in this process and return its result record."""
+    registry = registry or get_registry()
+    torch.set_num_threads(int(spec["threads"]))
+    torch.manual_seed(spec["seed"])
+    simulator = registry.simulator(spec["task"], **spec["simulator_options"])
+    with np.load(spec["reference_file"]) as stored:
+        x_obs = torch.from_numpy(stored["x"])
+        reference = torch.from_numpy(stored["samples"])
+    num_samples, num_observations = reference.shape[:2]
+    simulate_start = time.perf_counter()
+    data = simulate(simulator, spec["budget"], seed=spec["seed"] + 1_000)
+    simulate_seconds = time.perf_counter() - simulate_start
+    baseline_mb = peak_rss_mb()
+    if spec["method"].startswith("sbi:"):
+        from sbi_gen.benchmark.sbi_backend import train_and_sample
+
+        outcome = train_and_sample(spec["method"], simulator.prior, data.theta, data.x, x_obs, num_samples,
+                                   seed=spec["seed"], train_options=spec["training_options"])
+    else:
+        outcome = _train_and_sample_ours(spec, simulator, data.theta, data.x, x_obs, num_samples, registry)
+    samples = torch.as_tensor(outcome.pop("samples")).reshape(num_samples, num_observations, -1)
+    peak_mb = peak_rss_mb()
+    if not bool(torch.isfinite(samples).all()):
+        raise FloatingPointError(f"{spec['method']} returned non-finite posterior samples on {spec['task']}")
+    accuracies = [c2st(reference[:, b], samples[:, b], seed=b).accuracy for b in range(num_observations)]
+    return {
+        "task": spec["task"],
+        "method": spec["method"],
+        "budget": spec["budget"],
+        "seed": spec["seed"],
+        "c2st": accuracies,
+        "c2st_mean": float(np.mean(accuracies)),
+        "c2st_classifier": "sbi-gen torch MLP (sbibm architecture: 2 x 10 d ReLU, 5-fold CV)",
+        "num_samples": num_samples,
+        "num_observations": num_observations,
+        "simulate_seconds": simulate_seconds,
+        "peak_rss_mb": peak_mb,
+        "rss_before_training_mb": baseline_mb,
+        "threads": int(spec["threads"]),
+        "error": None,
+        **outcome,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m sbi_gen.benchmark.cell SPEC.json RESULT.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    result = run_cell(spec)
+    Path(argv[1]).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""``sbi-gen benchmark``: the command line of the benchmark suite (``benchmarks/run.py`` calls it too)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+
+from sbi_gen.benchmark.suite import SBI_METHODS, SuiteConfig, expand_methods, run_suite
+
+__all__ = ["add_parser", "command", "QUICK", "DEFAULT_TASKS"]
+
+#: tasks run when none are given: the sbibm-style tasks with exact reference posteriors
+DEFAULT_TASKS = "toy_gaussian,two_moons,slcp"
+
+#: the smoke run (under 2 minutes on 2 CPU cores): small budget, short training, few samples
+QUICK = {"tasks": "toy_gaussian,two_moons", "budgets": "1000", "observations": 2, "samples": 1000,
+         "max_epochs": 15, "sbi_methods": "sbi:NPE-maf", "threads": 1}
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """Register the ``benchmark`` sub-command on ``commands`` (an argparse subparsers object)."""
+    parser = commands.add_parser(
+        "benchmark",
+        help="accuracy (C2ST) and cost per task x estimator x budget, beside the sbi package when installed",
+        description="For every task x method x budget: simulate, train, draw posterior samples for fixed "
+        "observations, and record C2ST against the reference posterior, training time, sampling time and peak "
+        "memory. With the sbi package installed (pip install 'sbi-gen[bench]') sbi's NPE / NPSE / FMPE run on "
+        "the same simulations. Writes results.json, results.md and c2st_vs_budget.png into --out.",
+    )
+    parser.add_argument("--tasks", help=f"comma-separated simulators (default: {DEFAULT_TASKS})")
+    parser.add_argument("--methods", default="flow,diffusion,flow_matching",
+                        help="comma-separated sbi-gen estimators (default: flow,diffusion,flow_matching)")
+    parser.add_argument("--sbi", choices=("auto", "on", "off"), default="auto",
+                        help="run sbi's estimators too: auto = when installed (default), on = required, off")
+    parser.add_argument("--sbi-methods", help=f"which of sbi's (default: all of {', '.join(SBI_METHODS)})")
+    parser.add_argument("--budgets", help="comma-separated simulation budgets (default: 1000,10000)")
+    parser.add_argument("--observations", type=int, help="observations per task (default: 5)")
+    parser.add_argument("--samples", type=int, help="posterior samples per observation (default: 10000)")
+    parser.add_argument("--max-epochs", type=int, help="cap on training epochs, for both toolkits")
+    parser.add_argument("--task-options", type=json.loads, default={},
+                        help='JSON: per task {"simulator_options": {...}, "estimator_options": {METHOD: {...}}}')
+    parser.add_argument("--threads", type=int, help="torch threads per cell (default: 2; --quick: 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: toy_gaussian and two_moons, 1000 simulations, 15 epochs, 2 x 1000 samples")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run cells in this process (faster start; peak memory is then cumulative)")
+    parser.add_argument("--resume", action="store_true", help="complete an interrupted run in --out")
+    parser.add_argument("-o", "--out", help="output directory (default: runs/benchmark-TIME)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SuiteConfig:
+    """The :class:`SuiteConfig` of the command line (``--quick`` fills what was not given)."""
+    quick = QUICK if args.quick else {}
+    tasks = _names(args.tasks or quick.get("tasks", DEFAULT_TASKS))
+    sbi_methods = args.sbi_methods or quick.get("sbi_methods")
+    methods = expand_methods(_names(args.methods), args.sbi, _names(sbi_methods) if sbi_methods else None)
+    budgets = [int(b) for b in _names(args.budgets or quick.get("budgets", "1000,10000"))]
+    max_epochs = args.max_epochs or quick.get("max_epochs")
+    options = args.task_options
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError("--task-options must be a JSON object of objects, one per task")
+    return SuiteConfig(
+        tasks=tasks,
+        methods=methods,
+        budgets=budgets,
+        num_observations=args.observations or quick.get("observations", 5),
+        num_samples=args.samples or quick.get("samples", 10_000),
+        seed=args.seed,
+        simulator_options={t: o.get("simulator_options", {}) for t, o in options.items()},
+        estimator_options={t: o.get("estimator_options", {}) for t, o in options.items()},
+        training_options={"max_epochs": max_epochs} if max_epochs else {},
+        sbi_training_options={"max_num_epochs": max_epochs} if max_epochs else {},
+        threads=args.threads or quick.get("threads", 2),
+        isolate=not args.in_process,
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    out = Path(args.out or Path("runs") / f"benchmark-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    print(f"benchmark: {len(config.tasks)} task(s) x {len(config.methods)} method(s) x {len(config.budgets)} "
+          f"budget(s) -> {out}", flush=True)
+    results = run_suite(config, out, resume=args.resume, log=lambda message: print(message, flush=True))
+    failed = [r for r in results if r.get("error")]
+    print(f"wrote {out / 'results.md'}" + (f"; {len(failed)} cell(s) failed" if failed else ""))
+    return 1 if failed else 0

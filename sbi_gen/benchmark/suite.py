@@ -1,0 +1,243 @@
+"""Run the benchmark grid: references once per task, then one process per cell, results as they come.
+
+Output directory::
+
+    results.json            every finished cell (rewritten atomically after each one)
+    results.md              the tables (one per budget) and the ratios against sbi
+    c2st_vs_budget.png      C2ST against simulation budget, one panel per task
+    references/TASK.npz     observations (theta_true [B, d], x [B, *x_shape]) and
+                            reference posterior samples [n, B, d]
+    cells/                  each cell's spec, result and log
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sbi_gen.registry import Registry, get_registry
+
+__all__ = ["SBI_METHODS", "SuiteConfig", "run_suite", "expand_methods", "prepare_reference", "cell_key"]
+
+#: sbi's estimators the suite can run beside ours (see :mod:`sbi_gen.benchmark.sbi_backend`)
+SBI_METHODS = ("sbi:NPE-maf", "sbi:NPE-nsf", "sbi:NPSE", "sbi:FMPE")
+
+
+@dataclass
+class SuiteConfig:
+    """What to run.
+
+    Arguments:
+        tasks: registered simulators with a reference posterior.
+        methods: sbi-gen estimator plugins and/or entries of :data:`SBI_METHODS`.
+        budgets: training simulations per cell.
+        num_observations: observations per task (theta drawn from the prior).
+        num_samples: posterior draws per observation, and reference draws.
+        seed: seeds observations, references, training sets, training and sampling.
+        simulator_options: per task, keyword options of the simulator.
+        estimator_options: per task, per sbi-gen method (or ``"*"`` for all), estimator
+            options; they override the options the simulator's spec suggests
+            (capability ``estimator_options``).
+        training_options: :class:`~sbi_gen.TrainingConfig` overrides for sbi-gen methods.
+        sbi_training_options: keyword arguments of sbi's ``train`` (e.g. ``max_num_epochs``).
+        comparisons: which sbi method each sbi-gen method is compared with in the ratio table.
+        threads: torch threads per cell (cells run one at a time).
+        isolate: run each cell in its own process (peak memory is then the cell's own).
+        cell_timeout_s: a cell running longer is stopped and recorded as failed.
+    """
+
+    tasks: list[str]
+    methods: list[str] = field(default_factory=lambda: ["flow", "diffusion", "flow_matching"])
+    budgets: list[int] = field(default_factory=lambda: [1_000, 10_000])
+    num_observations: int = 5
+    num_samples: int = 10_000
+    seed: int = 0
+    simulator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    estimator_options: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    training_options: dict[str, Any] = field(default_factory=dict)
+    sbi_training_options: dict[str, Any] = field(default_factory=dict)
+    comparisons: dict[str, list[str]] = field(
+        default_factory=lambda: {
+            "flow": ["sbi:NPE-maf", "sbi:NPE-nsf"],
+            "diffusion": ["sbi:NPSE"],
+            "flow_matching": ["sbi:FMPE"],
+        }
+    )
+    threads: int = 2
+    isolate: bool = True
+    cell_timeout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("no benchmark tasks given")
+        if not self.methods:
+            raise ValueError("no methods given")
+        if any(int(b) < 2 for b in self.budgets) or not self.budgets:
+            raise ValueError(f"budgets must be at least 2 simulations each, got {self.budgets}")
+        if self.num_observations < 1 or self.num_samples < 10:
+            raise ValueError("need at least 1 observation and 10 posterior samples")
+
+
+def sbi_available() -> bool:
+    """Whether the ``sbi`` package can be imported (the ``bench`` extra)."""
+    try:
+        import sbi  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def expand_methods(methods: list[str], sbi: str = "auto", sbi_methods: list[str] | None = None) -> list[str]:
+    """``methods`` plus sbi's (``sbi="on"``: required, ``"auto"``: if installed, ``"off"``: none)."""
+    if sbi not in ("auto", "on", "off"):
+        raise ValueError(f"sbi must be 'auto', 'on' or 'off', got {sbi!r}")
+    chosen = list(sbi_methods) if sbi_methods is not None else list(SBI_METHODS)
+    unknown = [m for m in chosen if m not in SBI_METHODS]
+    if unknown:
+        raise ValueError(f"unknown sbi method(s) {unknown}; available: {', '.join(SBI_METHODS)}")
+    if sbi == "on" and not sbi_available():
+        raise ImportError("the sbi package is not installed: pip install 'sbi-gen[bench]'")
+    extra = chosen if sbi == "on" or (sbi == "auto" and sbi_available()) else []
+    return [m for m in methods if m not in extra] + extra
+
+
+def cell_key(task: str, method: str, budget: int) -> str:
+    """File-name-safe identifier of one cell."""
+    return f"{task}__{method.replace(':', '-')}__{budget}"
+
+
+def prepare_reference(
+    registry: Registry, task: str, options: dict[str, Any], num_observations: int, num_samples: int, seed: int,
+    path: Path,
+) -> dict[str, Any]:
+    """Observations and reference posterior samples of ``task``, written to ``path`` (``.npz``); reused if present."""
+    if path.exists():
+        with np.load(path) as stored:
+            if stored["samples"].shape[:2] == (num_samples, num_observations):
+                return {"seconds": float(stored["seconds"]), "reused": True}
+    simulator = registry.simulator(task, **options)
+    if not simulator.has_reference_posterior:
+        raise ValueError(f"task {task!r} has no reference posterior, so C2ST cannot be computed")
+    theta = simulator.prior.sample(num_observations, torch.Generator().manual_seed(seed + 101))
+    x = simulator.simulate(theta, torch.Generator().manual_seed(seed + 102))
+    start = time.perf_counter()
+    samples = simulator.reference_posterior(x).sample(num_samples, torch.Generator().manual_seed(seed + 103))
+    seconds = time.perf_counter() - start
+    samples = torch.as_tensor(samples).reshape(num_samples, num_observations, -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, theta=theta.numpy(), x=x.numpy(), samples=samples.float().numpy(), seconds=seconds)
+    os.replace(partial, path)
+    return {"seconds": seconds, "reused": False}
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(payload, indent=2))
+    os.replace(partial, path)  # atomic: an interrupted run never leaves a torn results file
+
+
+def _cell_spec(config: SuiteConfig, registry: Registry, task: str, method: str, budget: int, out: Path) -> dict:
+    estimator_options: dict[str, Any] = {}
+    if not method.startswith("sbi:"):
+        suggested = registry.spec("simulator", task).capabilities.get("estimator_options", {})
+        per_task = config.estimator_options.get(task, {})
+        estimator_options = {**suggested, **per_task.get("*", {}), **per_task.get(method, {})}
+    return {
+        "task": task,
+        "method": method,
+        "budget": int(budget),
+        "seed": config.seed,
+        "simulator_options": config.simulator_options.get(task, {}),
+        "estimator_options": estimator_options,
+        "training_options": config.training_options if not method.startswith("sbi:") else config.sbi_training_options,
+        "reference_file": str(out / "references" / f"{task}.npz"),
+        "threads": config.threads,
+    }
+
+
+def _run_isolated(spec: dict, cell_dir: Path, timeout_s: float) -> dict:
+    spec_path, result_path, log_path = cell_dir / "spec.json", cell_dir / "result.json", cell_dir / "log.txt"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    command = [sys.executable, "-m", "sbi_gen.benchmark.cell", str(spec_path), str(result_path)]
+    with open(log_path, "w") as log:
+        try:
+            completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s)
+            code = completed.returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+    if code == 0 and result_path.exists():
+        return json.loads(result_path.read_text())
+    tail = log_path.read_text().strip().splitlines()[-5:]
+    return {**{k: spec[k] for k in ("task", "method", "budget")}, "error": f"exit {code}: " + " | ".join(tail)}
+
+
+def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = None, resume: bool = False,
+              log=print) -> list[dict[str, Any]]:
+    """Run every cell of ``config`` into ``out``; returns the results (also in ``results.json``).
+
+    With ``resume``, cells already in ``out/results.json`` without an error are kept, not rerun.
+    """
+    from sbi_gen.benchmark.cell import run_cell
+    from sbi_gen.benchmark.tables import write_tables
+
+    registry = registry or get_registry()
+    for task in config.tasks:
+        registry.spec("simulator", task)  # unknown names fail here, before any work
+    for method in config.methods:
+        if not method.startswith("sbi:"):
+            registry.spec("estimator", method)
+        elif method not in SBI_METHODS:
+            raise ValueError(f"unknown sbi method {method!r}; available: {', '.join(SBI_METHODS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results: list[dict[str, Any]] = []
+    if results_path.exists():
+        if not resume:
+            raise FileExistsError(f"{results_path} exists; pass --resume to complete it, or choose another --out")
+        results = [r for r in json.loads(results_path.read_text())["cells"] if not r.get("error")]
+    done = {cell_key(r["task"], r["method"], r["budget"]) for r in results}
+    header = {"config": asdict(config), "references": {}}
+    for task in config.tasks:
+        info = prepare_reference(registry, task, config.simulator_options.get(task, {}), config.num_observations,
+                                 config.num_samples, config.seed, out / "references" / f"{task}.npz")
+        header["references"][task] = info
+        took = "reused" if info["reused"] else f"{info['seconds']:.1f} s"
+        log(f"reference {task}: {took}")
+    cells = [(t, m, b) for b in config.budgets for t in config.tasks for m in config.methods]
+    for index, (task, method, budget) in enumerate(cells, 1):
+        key = cell_key(task, method, budget)
+        if key in done:
+            continue
+        spec = _cell_spec(config, registry, task, method, budget, out)
+        cell_dir = out / "cells" / key
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        if config.isolate:
+            result = _run_isolated(spec, cell_dir, config.cell_timeout_s)
+        else:
+            try:
+                result = run_cell(spec, registry)
+            except Exception as error:  # one failing method must not stop the suite
+                result = {"task": task, "method": method, "budget": budget, "error": f"{type(error).__name__}: {error}"}
+        results.append(result)
+        _write_json(results_path, {**header, "cells": results})
+        write_tables(results, config, out)
+        if result.get("error"):
+            log(f"[{index}/{len(cells)}] {task} {method} {budget}: FAILED {result['error']}")
+        else:
+            log(f"[{index}/{len(cells)}] {task} {method} {budget}: C2ST {result['c2st_mean']:.3f}, "
+                f"train {result['train_seconds']:.1f} s, sample {result['sample_seconds']:.2f} s, "
+                f"peak {result['peak_rss_mb']:.0f} MB")
+    _write_json(results_path, {**header, "cells": results})
+    write_tables(results, config, out)
+    return results
