@@ -60,17 +60,39 @@ def as_torch_prior(prior: Prior) -> torch.distributions.Distribution:
     return _PriorDistribution(prior)
 
 
+class _NoTracking:
+    """sbi's tracker protocol, doing nothing: by default sbi writes TensorBoard logs into ./sbi-logs."""
+
+    log_dir = None
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def add_figure(self, name: str, figure: Any, step: int | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
 def _inference(method: str, prior: torch.distributions.Distribution):
     from sbi.inference import FMPE, NPE, NPSE
 
+    common = {"prior": prior, "show_progress_bars": False, "tracker": _NoTracking()}
     if method == "sbi:NPE-maf":
-        return NPE(prior=prior, density_estimator="maf", show_progress_bars=False)
+        return NPE(density_estimator="maf", **common)
     if method == "sbi:NPE-nsf":
-        return NPE(prior=prior, density_estimator="nsf", show_progress_bars=False)
+        return NPE(density_estimator="nsf", **common)
     if method == "sbi:NPSE":
-        return NPSE(prior=prior, show_progress_bars=False)
+        return NPSE(**common)
     if method == "sbi:FMPE":
-        return FMPE(prior=prior, show_progress_bars=False)
+        return FMPE(**common)
     raise ValueError(f"unknown sbi method {method!r}")
 
 
