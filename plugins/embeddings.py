@@ -1,5 +1,7 @@
-"""Built-in embedding nets: ``mlp`` (default), ``identity`` (for small, informative x) and
-``deepsets`` (permutation-invariant, for sets of i.i.d. elements ``x [N, *element_shape]``)."""
+"""Built-in embedding nets: ``mlp`` (default), ``identity`` (for small, informative x),
+``deepsets`` (permutation-invariant, for sets of i.i.d. elements ``x [N, *element_shape]``) and
+``gw_svd`` (whitened strain projected on an SVD basis of the simulator's waveforms, then a residual
+MLP; :mod:`sbi_gen_plugins.svd_embedding`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from torch import Tensor, nn
 
 from sbi_gen.hookspecs import EmbeddingSpec, hookimpl
 from sbi_gen.nn import DeepSetsEmbedding, MLPEmbedding
+from sbi_gen_plugins.svd_embedding import SVDResidualEmbedding
 
 __all__ = ["IdentityEmbedding"]
 
@@ -39,5 +42,11 @@ def sbi_gen_embeddings() -> list[EmbeddingSpec]:
             # estimators standardize x with one mean / std along this axis, so the whole
             # pipeline (not only the embedding) is invariant to permutations of the set
             {"set_axis": 0},
+        ),
+        EmbeddingSpec(
+            "gw_svd",
+            "whitened strain [n_det, 2, n_bins] projected on an SVD basis of the simulator's noise-free waveforms "
+            "(DINGO), then a residual MLP (simulator, simulator_options, num_basis, num_waveforms, trainable)",
+            SVDResidualEmbedding,
         ),
     ]

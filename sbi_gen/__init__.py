@@ -27,7 +27,7 @@ from sbi_gen.errors import (
     UnknownPluginError,
 )
 from sbi_gen.estimator import PosteriorEstimator, load_estimator
-from sbi_gen.prior import GaussianPrior, Parameter, Prior, UniformPrior, prior_from_config
+from sbi_gen.prior import GaussianPrior, IndependentPrior, Parameter, Prior, UniformPrior, prior_from_config
 from sbi_gen.registry import Registry, get_estimator, get_registry, get_simulator
 from sbi_gen.simulator import Simulator
 from sbi_gen.training import TrainingConfig, TrainingHistory
@@ -37,6 +37,7 @@ __all__ = [
     "DataError",
     "DuplicatePluginError",
     "GaussianPrior",
+    "IndependentPrior",
     "ModelFileError",
     "NotFittedError",
     "Parameter",

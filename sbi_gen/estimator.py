@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from sbi_gen.data import check_observations, check_pairs
 from sbi_gen.errors import DataError, ModelFileError, NotFittedError
-from sbi_gen.nn import ParameterTransform, Standardize
+from sbi_gen.nn import ParameterTransform, Standardize, loading_weights
 from sbi_gen.prior import Prior, prior_from_config
 from sbi_gen.training import TrainingConfig, TrainingHistory, resolve_device, train
 
@@ -284,7 +284,8 @@ class PosteriorEstimator(ABC):
     def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], device: str = "cpu") -> PosteriorEstimator:
         """Rebuild a fitted estimator from its config and weights."""
         estimator = cls(device=device, **config["options"])
-        estimator._assemble(prior_from_config(config["prior"]), tuple(config["x_shape"]))
+        with loading_weights():  # data-dependent initialization (e.g. an SVD basis) is about to be overwritten
+            estimator._assemble(prior_from_config(config["prior"]), tuple(config["x_shape"]))
         estimator.network.load_state_dict(state)
         estimator.network.eval()
         if config.get("training"):

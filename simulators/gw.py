@@ -54,7 +54,7 @@ from sbi_gen.simulator import Simulator
 from sbi_gen_simulators.gw_psd import frequency_grid, psd_on_grid, whitening_factor
 from sbi_gen_simulators.gw_waveform import TaylorF2
 
-__all__ = ["GravitationalWave", "PARAMETERS"]
+__all__ = ["GravitationalWave", "PARAMETERS", "WhitenedStrainSimulator"]
 
 PARAMETERS = (
     Parameter("chirp_mass", "solMass", r"$\mathcal{M}_c$"),
@@ -80,7 +80,92 @@ def _as_value(value: float | u.Quantity, unit: str) -> float:
     return float(value.to_value(unit)) if isinstance(value, u.Quantity) else float(value)
 
 
-class GravitationalWave(Simulator):
+def _intrinsic_ranges(values: Sequence, parameters: Sequence[Parameter] = PARAMETERS) -> list[tuple[float, float]]:
+    """``(low, high)`` of ``(Mc, q, D_L, phi_c, t_c, ...)`` in the parameters' units, with the physical checks."""
+    ranges = [_as_range(r, p) for r, p in zip(values, parameters)]
+    (mc_low, _), (q_low, q_high), (d_low, _) = ranges[:3]
+    if mc_low <= 0 or d_low <= 0 or q_low <= 0 or q_high > 1:
+        raise ValueError(f"need chirp_mass > 0, 0 < mass_ratio <= 1 and distance > 0; got ranges {ranges[:3]}")
+    return ranges
+
+
+class WhitenedStrainSimulator(Simulator):
+    """Shared core of the ``gw`` simulators: whitened strain in Gaussian noise of unit variance.
+
+    ``x = h_w(theta) + n`` with ``n`` i.i.d. ``N(0, 1)`` in every real and imaginary
+    part; ``x`` is float32 ``[n_det, 2, n_bins]``. Subclasses set ``prior``
+    (``theta[..., :5] = (Mc, q, D_L, phi_c, t_c)``, then any extrinsic parameters),
+    ``frequencies``, ``delta_f``, ``num_detectors`` and ``x_shape``, and implement
+    :meth:`whitened_waveform`; simulation, SNR and the exact likelihood follow.
+    """
+
+    frequencies: Tensor
+    delta_f: float
+    num_detectors: int
+
+    @property
+    def num_bins(self) -> int:
+        """Number of complex frequency bins."""
+        return self.frequencies.numel()
+
+    def whitened_waveform(self, theta: Tensor) -> Tensor:
+        """Noise-free whitened strain ``h_w``: complex128 ``[..., n_det, n_bins]`` for ``theta [..., d]``."""
+        raise NotImplementedError
+
+    def optimal_snr(self, theta: Tensor) -> Tensor:
+        """Optimal (network) signal-to-noise ratio ``sqrt(sum_det (h | h)) = sqrt(sum |h_w|^2)`` ``[...]``."""
+        h = self.whitened_waveform(theta)
+        return torch.sqrt((h.real**2 + h.imag**2).sum((-2, -1)))
+
+    def _check_theta(self, theta: Tensor, batch: int | None = None) -> None:
+        d = self.prior.dim
+        if batch is None and (theta.ndim != 2 or theta.shape[-1] != d):
+            raise ValueError(f"theta must be [n, {d}] ({', '.join(self.prior.names)}), got shape {list(theta.shape)}")
+        if batch is not None and (theta.ndim < 2 or theta.shape[-1] != d or theta.shape[-2] != batch):
+            raise ValueError(
+                f"theta must be [..., B, {d}] ({', '.join(self.prior.names)}) with B = {batch} observations, "
+                f"got shape {list(theta.shape)}"
+            )
+
+    @staticmethod
+    def _physical(theta: Tensor) -> Tensor:
+        """Boolean ``[...]``: ``Mc > 0``, ``0 < q <= 1`` and ``D_L > 0`` (every angle and time is allowed)."""
+        return (theta[..., 0] > 0) & (theta[..., 1] > 0) & (theta[..., 1] <= 1) & (theta[..., 2] > 0)
+
+    def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        self._check_theta(theta)
+        noise = torch.randn(theta.shape[0], *self.x_shape, generator=generator, dtype=torch.float64)
+        signal = torch.view_as_real(self.whitened_waveform(theta)).transpose(-1, -2)  # [n, n_det, 2, n_bins]
+        return noise.add_(signal).float()
+
+    def log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
+        """``Re sum conj(h_w) d_w - 1/2 sum |h_w|^2``: ``theta [..., B, d]``, ``x [B, *x_shape]`` -> ``[..., B]``.
+
+        The sums run over detectors, real / imaginary parts and bins. Equals
+        ``log p(x | theta)`` plus a function of ``x`` alone (module docstring).
+        ``-inf`` where ``theta`` is unphysical (``Mc <= 0``, ``q`` not in ``(0, 1]``,
+        ``D_L <= 0``).
+        """
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        x = torch.as_tensor(x, dtype=torch.float64).reshape(-1, *self.x_shape)
+        self._check_theta(theta, batch=x.shape[0])
+        d = self.prior.dim
+        batch_shape = theta.shape[:-1]
+        flat = theta.reshape(-1, x.shape[0], d)
+        valid = self._physical(flat)
+        centre = (0.5 * (self.prior.low + self.prior.high)).to(flat)
+        safe = torch.where(valid.unsqueeze(-1), flat, centre)
+        result = torch.empty(flat.shape[:2], dtype=torch.float64)
+        rows_per_call = max(1, 4096 // (x.shape[0] * self.num_detectors))
+        for start in range(0, flat.shape[0], rows_per_call):
+            h = torch.view_as_real(self.whitened_waveform(safe[start : start + rows_per_call]))  # [s, B, det, bins, 2]
+            h = h.transpose(-1, -2)  # [s, B, det, 2, bins], like x
+            result[start : start + rows_per_call] = (h * (x - 0.5 * h)).sum((-3, -2, -1))
+        return result.masked_fill(~valid, -math.inf).reshape(batch_shape)
+
+
+class GravitationalWave(WhitenedStrainSimulator):
     """Whitened frequency-domain strain of a TaylorF2 binary in aLIGO design noise (module docstring).
 
     Arguments:
@@ -111,15 +196,8 @@ class GravitationalWave(Simulator):
         psd: str = "aligo_zdhp",
         chunk_size: int = 256,
     ) -> None:
-        ranges = [
-            _as_range(r, p)
-            for r, p in zip(
-                (chirp_mass, mass_ratio, luminosity_distance, coalescence_phase, coalescence_time), PARAMETERS
-            )
-        ]
+        ranges = _intrinsic_ranges((chirp_mass, mass_ratio, luminosity_distance, coalescence_phase, coalescence_time))
         low, high = zip(*ranges)
-        if low[0] <= 0 or low[2] <= 0 or low[1] <= 0 or high[1] > 1:
-            raise ValueError(f"need chirp_mass > 0, 0 < mass_ratio <= 1 and distance > 0; got ranges {ranges}")
         f_min, f_max, duration = _as_value(f_min, "Hz"), _as_value(f_max, "Hz"), _as_value(duration, "s")
         self.options: dict[str, Any] = {
             **{p.name: list(r) for p, r in zip(PARAMETERS, ranges)},
@@ -134,51 +212,9 @@ class GravitationalWave(Simulator):
         self.x_shape = (self.num_detectors, 2, self.frequencies.numel())
         self._whitened = TaylorF2(self.frequencies, weights=self.whitening, chunk_size=chunk_size)
 
-    @property
-    def num_bins(self) -> int:
-        """Number of complex frequency bins."""
-        return self.frequencies.numel()
-
     def whitened_waveform(self, theta: Tensor) -> Tensor:
         """Noise-free whitened strain ``h_w``: complex128 ``[..., n_det, n_bins]`` for ``theta [..., 5]``."""
         return self._whitened(torch.as_tensor(theta, dtype=torch.float64)).unsqueeze(-2)
-
-    def optimal_snr(self, theta: Tensor) -> Tensor:
-        """Optimal signal-to-noise ratio ``sqrt((h | h)) = sqrt(sum |h_w|^2)`` ``[...]``."""
-        h = self.whitened_waveform(theta)
-        return torch.sqrt((h.real**2 + h.imag**2).sum((-2, -1)))
-
-    def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        theta = torch.as_tensor(theta, dtype=torch.float64)
-        if theta.ndim != 2 or theta.shape[-1] != 5:
-            raise ValueError(f"theta must be [n, 5], got shape {list(theta.shape)}")
-        noise = torch.randn(theta.shape[0], *self.x_shape, generator=generator, dtype=torch.float64)
-        signal = torch.view_as_real(self.whitened_waveform(theta)).transpose(-1, -2)  # [n, n_det, 2, n_bins]
-        return noise.add_(signal).float()
-
-    def log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        """``Re sum conj(h_w) d_w - 1/2 sum |h_w|^2``: ``theta [..., B, 5]``, ``x [B, *x_shape]`` -> ``[..., B]``.
-
-        Equals ``log p(x | theta)`` plus a function of ``x`` alone (module
-        docstring). ``-inf`` where ``theta`` is unphysical (``Mc <= 0``, ``q`` not
-        in ``(0, 1]``, ``D_L <= 0``).
-        """
-        theta = torch.as_tensor(theta, dtype=torch.float64)
-        x = torch.as_tensor(x, dtype=torch.float64).reshape(-1, *self.x_shape)
-        if theta.shape[-1] != 5 or theta.ndim < 2 or theta.shape[-2] != x.shape[0]:
-            raise ValueError(f"theta must be [..., B, 5] with B = {x.shape[0]}, got shape {list(theta.shape)}")
-        batch_shape = theta.shape[:-1]
-        flat = theta.reshape(-1, x.shape[0], 5)
-        valid = (flat[..., 0] > 0) & (flat[..., 1] > 0) & (flat[..., 1] <= 1) & (flat[..., 2] > 0)
-        centre = (0.5 * (self.prior.low + self.prior.high)).to(flat)
-        safe = torch.where(valid.unsqueeze(-1), flat, centre)
-        result = torch.empty(flat.shape[:2], dtype=torch.float64)
-        rows_per_call = max(1, 4096 // x.shape[0])
-        for start in range(0, flat.shape[0], rows_per_call):
-            h = torch.view_as_real(self.whitened_waveform(safe[start : start + rows_per_call]))  # [s, B, det, bins, 2]
-            h = h.transpose(-1, -2)  # [s, B, det, 2, bins], like x
-            result[start : start + rows_per_call] = (h * (x - 0.5 * h)).sum((-3, -2, -1))
-        return result.masked_fill(~valid, -math.inf).reshape(batch_shape)
 
 
 @hookimpl

@@ -1,9 +1,19 @@
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
-from sbi_gen import DataError, GaussianPrior, Parameter, PriorSupportError, UniformPrior, prior_from_config
+from sbi_gen import (
+    DataError,
+    GaussianPrior,
+    IndependentPrior,
+    Parameter,
+    PriorSupportError,
+    UniformPrior,
+    prior_from_config,
+)
 
 
 def test_uniform_prior_samples_inside_and_density_is_normalized():
@@ -65,3 +75,71 @@ def test_bad_specs_are_named():
         prior_from_config({"type": "uniform", "low": [0]})
     with pytest.raises(ValueError, match="high > low"):
         UniformPrior([1.0], [0.0])
+
+
+def test_independent_prior_marginals_follow_their_cdfs():
+    """uniform, sine on [0, pi] (cos uniform), cosine on [-pi/2, pi/2] (sin uniform), and sub-intervals."""
+    prior = IndependentPrior(
+        ["uniform", "sine", "cosine", "sine", "cosine"],
+        [1.0, 0.0, -math.pi / 2, 0.3, 0.1],
+        [3.0, math.pi, math.pi / 2, 1.2, 1.0],
+        ["a", "inclination", "declination", "b", "c"],
+    )
+    theta = prior.sample(20_000, torch.Generator().manual_seed(0)).double()
+    assert bool(prior.contains(theta).all())
+    cdfs = [
+        lambda v: (v - 1.0) / 2.0,
+        lambda v: (1 - np.cos(v)) / 2,
+        lambda v: (np.sin(v) + 1) / 2,
+        lambda v: (np.cos(0.3) - np.cos(v)) / (np.cos(0.3) - np.cos(1.2)),
+        lambda v: (np.sin(v) - np.sin(0.1)) / (np.sin(1.0) - np.sin(0.1)),
+    ]
+    for j, cdf in enumerate(cdfs):
+        assert stats.kstest(theta[:, j].numpy(), cdf).pvalue > 1e-3, prior.names[j]
+    wrong = stats.kstest(theta[:, 1].numpy(), stats.uniform(0, math.pi).cdf).pvalue
+    assert wrong < 1e-6  # the test can tell a sine from a uniform distribution
+
+
+def test_independent_prior_density_is_normalized_and_zero_outside():
+    prior = IndependentPrior(["sine", "cosine", "uniform"], [0.2, -1.0, -2.0], [2.5, 1.5, 2.0])
+    for j in range(3):
+        grid = torch.linspace(float(prior.low[j]), float(prior.high[j]), 20_001, dtype=torch.float64)
+        theta = torch.zeros(grid.numel(), 3, dtype=torch.float64)
+        theta[:, j] = grid
+        others = [k for k in range(3) if k != j]
+        theta[:, others] = 0.5 * (prior.low[others] + prior.high[others])
+        # integrate the joint density along dimension j, divided by the others' (constant) density
+        log_p = prior.log_prob(theta)
+        theta_mid = theta[:1].clone()
+        marginal_others = sum(
+            float(IndependentPrior([prior.kinds[k]], [prior.low[k]], [prior.high[k]]).log_prob(theta_mid[:, k:k + 1]))
+            for k in others
+        )
+        integral = torch.trapezoid(torch.exp(log_p - marginal_others), grid)
+        assert float(integral) == pytest.approx(1.0, abs=1e-7)
+    outside = torch.tensor([[2.6, 0.0, 0.0], [1.0, -1.2, 0.0]], dtype=torch.float64)
+    assert prior.log_prob(outside).tolist() == [-math.inf, -math.inf]
+    # float32 values rounded onto pi give a zero density (-inf), never NaN
+    edge = IndependentPrior(["sine", "cosine"], [0.0, -math.pi / 2], [math.pi, math.pi / 2])
+    assert edge.log_prob(torch.tensor([[math.pi, 0.0], [1.0, math.pi / 2]], dtype=torch.float32)).tolist() == [
+        -math.inf, -math.inf
+    ]
+
+
+def test_independent_prior_config_round_trip_and_errors():
+    prior = IndependentPrior(["uniform", "cosine"], [0.0, -math.pi / 2], [2 * math.pi, math.pi / 2],
+                             [Parameter("ra", "rad"), Parameter("dec", "rad")])
+    again = prior_from_config(prior.to_config())
+    assert isinstance(again, IndependentPrior) and again.kinds == prior.kinds and again.parameters == prior.parameters
+    theta = prior.sample(7, torch.Generator().manual_seed(1))
+    assert torch.equal(again.log_prob(theta), prior.log_prob(theta))
+    with pytest.raises(ValueError, match="'theta_0': unknown kind 'beta'"):
+        IndependentPrior(["beta"], [0.0], [1.0])
+    with pytest.raises(ValueError, match=r"'theta_0': a sine density needs \[low, high\] inside \[0, 3.14159\]"):
+        IndependentPrior(["sine"], [-0.1], [1.0])
+    with pytest.raises(ValueError, match="one kind, low and high per dimension"):
+        IndependentPrior(["uniform", "sine"], [0.0], [1.0])
+    with pytest.raises(ValueError, match="finite low < high"):
+        IndependentPrior(["uniform"], [1.0], [1.0])
+    with pytest.raises(DataError, match="missing the key 'kinds'"):
+        prior_from_config({"type": "independent", "low": [0], "high": [1]})
