@@ -290,6 +290,7 @@ def sbi_gen_simulators() -> list[SimulatorSpec]:
             "alkane_set",
             "a set of 20 exact Boltzmann n-octane conformations [20, 8, 3] in nm; theta = (c1, c2, c3, T)",
             AlkaneSet,
-            capabilities,
+            # a set of i.i.d. conformations: estimators should embed it permutation-invariantly
+            {**capabilities, "estimator_options": {"embedding": "deepsets"}},
         ),
     ]

@@ -152,6 +152,10 @@ def _cell_spec(config: SuiteConfig, registry: Registry, task: str, method: str, 
         suggested = registry.spec("simulator", task).capabilities.get("estimator_options", {})
         per_task = config.estimator_options.get(task, {})
         estimator_options = {**suggested, **per_task.get("*", {}), **per_task.get(method, {})}
+        embedding_options = dict(estimator_options.get("embedding_options", {}))
+        if embedding_options.get("simulator") == task:  # an embedding built from the simulator (e.g. an SVD basis)
+            embedding_options.setdefault("simulator_options", config.simulator_options.get(task, {}))
+            estimator_options["embedding_options"] = embedding_options
     return {
         "task": task,
         "method": method,
