@@ -320,7 +320,7 @@ def _load_prior_spec(text: str):
 def _cmd_train(args: argparse.Namespace) -> int:
     from sbi_gen.data import load_simulations, simulate
     from sbi_gen.pipeline import prepare_run_dir
-    from sbi_gen.registry import get_estimator, get_simulator
+    from sbi_gen.registry import get_estimator, get_registry, get_simulator
     from sbi_gen.store import SimulationStore, is_store
 
     if args.data is None and args.simulator is None:
@@ -340,7 +340,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data = simulate(simulator, args.simulations, seed=args.seed)
         prior = simulator.prior
     out = prepare_run_dir(args.out)
-    estimator = get_estimator(args.estimator, device=args.device, **_parse_options(args.estimator_option))
+    estimator_options = _parse_options(args.estimator_option)
+    if simulator is not None:
+        estimator_options = get_registry().estimator_options_for(
+            args.estimator, simulator.name, estimator_options, simulator.options
+        )
+    estimator = get_estimator(args.estimator, device=args.device, **estimator_options)
     if store is not None:
         training = estimator.training_config(**_training_options(args))
         history = estimator.fit(store, None, prior, training, drop_invalid=args.drop_invalid)

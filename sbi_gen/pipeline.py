@@ -82,7 +82,10 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     out = prepare_run_dir(out)
     (out / "run.json").write_text(json.dumps(asdict(config), indent=2))
     simulator = registry.simulator(config.simulator, **config.simulator_options)
-    estimator = registry.estimator(config.estimator, **config.estimator_options)
+    estimator_options = registry.estimator_options_for(
+        config.estimator, config.simulator, config.estimator_options, config.simulator_options
+    )
+    estimator = registry.estimator(config.estimator, **estimator_options)
     timings: dict[str, float] = {}
 
     start = time.perf_counter()

@@ -14,8 +14,10 @@ Environment variables:
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib.metadata
+import inspect
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -218,6 +220,32 @@ class Registry:
     def estimator(self, name: str, **options: Any):
         """Build an unfitted estimator ``name`` with keyword ``options``."""
         return self.spec("estimator", name).factory(**options)
+
+    def estimator_options_for(
+        self, estimator: str, simulator: str, options: dict[str, Any] | None = None,
+        simulator_options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``options`` for ``estimator`` on ``simulator``, completed by what the simulator's spec suggests.
+
+        A simulator spec may suggest estimator options (capability ``estimator_options``,
+        e.g. an embedding suited to its data). They apply only to estimators that take
+        an ``embedding`` option; the caller's ``options`` win, and naming another
+        embedding drops the suggested embedding's options. An embedding built from the
+        simulator itself (its options name ``simulator``) gets ``simulator_options``.
+        """
+        options = dict(options or {})
+        suggested = copy.deepcopy(self.spec("simulator", simulator).capabilities.get("estimator_options", {}))
+        factory = self.spec("estimator", estimator).factory
+        if not suggested or "embedding" not in inspect.signature(factory.__init__).parameters:
+            return options
+        if "embedding" in options and options["embedding"] != suggested.get("embedding"):
+            suggested.pop("embedding_options", None)
+        merged = {**suggested, **options}
+        embedding_options = dict(merged.get("embedding_options") or {})
+        if embedding_options.get("simulator") == simulator:
+            embedding_options.setdefault("simulator_options", dict(simulator_options or {}))
+            merged["embedding_options"] = embedding_options
+        return merged
 
     def embedding(self, name: str, x_shape: tuple[int, ...], output_features: int, **options: Any):
         """Build the embedding net ``name`` for observations of shape ``x_shape``."""

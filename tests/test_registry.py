@@ -8,7 +8,7 @@ import pytest
 
 from sbi_gen import DuplicatePluginError, UnknownPluginError
 from sbi_gen.hookspecs import SimulatorSpec, hookimpl
-from sbi_gen.registry import Registry
+from sbi_gen.registry import Registry, get_registry
 
 SIMULATOR_MODULE = """
 from sbi_gen.hookspecs import SimulatorSpec, hookimpl
@@ -108,3 +108,14 @@ def test_hand_registered_plugin_is_listed_and_removable(registry):
 def test_spec_rejects_bad_names():
     with pytest.raises(ValueError, match="plugin name"):
         SimulatorSpec("has space", "x", dict)
+
+
+def test_simulators_suggest_estimator_options_that_callers_can_override():
+    registry = get_registry()
+    suggested = registry.estimator_options_for("flow", "gw", {}, {"f_max": 200.0})
+    assert suggested["embedding"] == "gw_svd"
+    assert suggested["embedding_options"] == {"simulator": "gw", "simulator_options": {"f_max": 200.0}}
+    assert registry.estimator_options_for("diffusion", "alkane_set") == {"embedding": "deepsets"}
+    # the caller's choice wins, and another embedding does not inherit the suggested one's options
+    assert registry.estimator_options_for("flow", "gw", {"embedding": "mlp"}) == {"embedding": "mlp"}
+    assert registry.estimator_options_for("flow", "toy_gaussian", {"num_transforms": 3}) == {"num_transforms": 3}

@@ -149,13 +149,10 @@ def _write_json(path: Path, payload: Any) -> None:
 def _cell_spec(config: SuiteConfig, registry: Registry, task: str, method: str, budget: int, out: Path) -> dict:
     estimator_options: dict[str, Any] = {}
     if not method.startswith("sbi:"):
-        suggested = registry.spec("simulator", task).capabilities.get("estimator_options", {})
         per_task = config.estimator_options.get(task, {})
-        estimator_options = {**suggested, **per_task.get("*", {}), **per_task.get(method, {})}
-        embedding_options = dict(estimator_options.get("embedding_options", {}))
-        if embedding_options.get("simulator") == task:  # an embedding built from the simulator (e.g. an SVD basis)
-            embedding_options.setdefault("simulator_options", config.simulator_options.get(task, {}))
-            estimator_options["embedding_options"] = embedding_options
+        estimator_options = registry.estimator_options_for(
+            method, task, {**per_task.get("*", {}), **per_task.get(method, {})}, config.simulator_options.get(task, {})
+        )
     return {
         "task": task,
         "method": method,
