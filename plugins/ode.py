@@ -24,12 +24,15 @@ What the density means: ``log_prob`` is the exact log-density of the
 distribution of the *ODE sampler* up to the discretization error of the
 solver (and the Hutchinson noise above the threshold). It is consistent with
 ``sample`` (the same ODE) but is not the density of a normalized family
-evaluated in closed form like a flow's. At the default step counts the
-solver's share of the error is about 1e-3 nats on the toy Gaussian; the
-network's own error is larger (about 0.05 nats on average, 0.2 nats mean
-absolute, at 10,000 simulations). Coverage diagnostics that rank
-posterior densities (expected HPD coverage) inherit that error; sample-based
-ones (SBC, TARP, C2ST) do not.
+evaluated in closed form like a flow's. On the toy Gaussian (d = 5, 10,000
+simulations) the solver's share of the error is below 5e-3 nats (25 against
+400 Heun steps); the network's own error dominates: about 0.03 nats on
+average and 0.15 (flow matching) to 0.19 nats (diffusion) mean absolute at
+posterior samples, mostly a
+smooth mismatch of the posterior's mean and covariance (largest for
+observations in the tails of the training data), not solver noise. Coverage
+diagnostics that rank posterior densities (expected HPD coverage) inherit
+that error; sample-based ones (SBC, TARP, C2ST) do not.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -99,11 +102,14 @@ class VectorFieldNet(nn.Module):
         hidden_features: width.
         num_blocks: residual blocks.
         time_features: size of the time embedding.
+        linear_skip: add a linear map of ``[z, context]`` to the output: the MLP then only
+            learns the correction to a linear field (exact for Gaussian posteriors up to the
+            time dependence), which extrapolates better to observations in the tails.
     """
 
     def __init__(
         self, dim: int, context_features: int, hidden_features: int = 128, num_blocks: int = 3,
-        time_features: int = 32,
+        time_features: int = 32, linear_skip: bool = False,
     ) -> None:
         super().__init__()
         self.time = TimeEmbedding(time_features)
@@ -111,13 +117,15 @@ class VectorFieldNet(nn.Module):
         self.input = nn.Linear(dim + condition, hidden_features)
         self.blocks = nn.ModuleList(_Block(hidden_features, condition) for _ in range(num_blocks))
         self.output = nn.Linear(hidden_features, dim)
+        self.skip = nn.Linear(dim + context_features, dim, bias=False) if linear_skip else None
 
     def forward(self, z: Tensor, t: Tensor, context: Tensor) -> Tensor:
         c = torch.cat([self.time(t), context], dim=-1)
         h = self.input(torch.cat([z, c], dim=-1))
         for block in self.blocks:
             h = block(h, c)
-        return self.output(nn.functional.silu(h))
+        out = self.output(nn.functional.silu(h))
+        return out if self.skip is None else out + self.skip(torch.cat([z, context], dim=-1))
 
 
 class ConditionalField(nn.Module):
@@ -190,6 +198,9 @@ class ODEPosterior(PosteriorEstimator):
     both plugins are documented on the subclasses.
     """
 
+    #: options added after models were first saved, with the values that reproduce the older models
+    legacy_options: ClassVar[dict[str, Any]] = {"linear_skip": False}
+
     capabilities = {"has_log_prob": True, "log_prob_method": "ode"}
     #: the ODE runs on ``[t_min, 1]``
     t_min: float = 0.0
@@ -209,6 +220,7 @@ class ODEPosterior(PosteriorEstimator):
         num_steps: int,
         log_prob_steps: int,
         exact_divergence_max_dim: int,
+        linear_skip: bool,
         **method_options: Any,
     ) -> None:
         if num_steps < 1 or log_prob_steps < 1:
@@ -217,8 +229,14 @@ class ODEPosterior(PosteriorEstimator):
             device=device, hidden_features=hidden_features, num_blocks=num_blocks, time_features=time_features,
             embedding=embedding, embedding_features=embedding_features,
             embedding_options=dict(embedding_options or {}), num_steps=num_steps, log_prob_steps=log_prob_steps,
-            exact_divergence_max_dim=exact_divergence_max_dim, **method_options,
+            exact_divergence_max_dim=exact_divergence_max_dim, linear_skip=linear_skip, **method_options,
         )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], device: str = "cpu") -> ODEPosterior:
+        """As the base class, with :attr:`legacy_options` filled in for models saved before those options existed."""
+        config = {**config, "options": {**cls.legacy_options, **config["options"]}}
+        return super().from_config(config, state, device)
 
     # -- what the two plugins differ in -----------------------------------
 
@@ -237,7 +255,9 @@ class ODEPosterior(PosteriorEstimator):
         embedding = get_registry().embedding(o["embedding"], x_shape, o["embedding_features"], **o["embedding_options"])
         with torch.no_grad():
             context = embedding(torch.zeros(2, *x_shape)).shape[-1]
-        net = VectorFieldNet(theta_dim, context, o["hidden_features"], o["num_blocks"], o["time_features"])
+        net = VectorFieldNet(
+            theta_dim, context, o["hidden_features"], o["num_blocks"], o["time_features"], o["linear_skip"]
+        )
         return ConditionalField(embedding, net, theta_dim)
 
     def loss_z(self, z: Tensor, x: Tensor) -> Tensor:

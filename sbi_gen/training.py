@@ -2,12 +2,13 @@
 
 The estimator supplies a module and a loss ``loss(theta_batch, x_batch) -> [batch]``
 (a per-pair loss such as the negative log density); this loop does the rest:
-a seeded validation split, AdamW, gradient clipping, early stopping on the
+a seeded validation split, AdamW, gradient clipping, optionally an
+exponential moving average (EMA) of the weights, early stopping on the
 validation loss with the best weights restored, a progress bar, and optional
 checkpoints from which an interrupted fit resumes.
 
 Pairs are tensors in memory, or a :class:`PairSource` that serves batches
-(e.g. :class:`sbi_gen.store.StorePairs`, streaming a store larger than memory);
+(e.g. :class:`sbi_gen.streaming.StorePairs`, streaming a store larger than memory);
 batches from a source are moved to the module's device as they arrive.
 """
 
@@ -65,6 +66,10 @@ class TrainingConfig:
         max_seconds: stop (keeping the best weights) after this much wall time.
         shuffle_buffer: when streaming pairs from a store, how many are pooled
             and shuffled at a time (``None``: 256 MB worth, at least one chunk).
+        ema_decay: if set (e.g. 0.995), keep an exponential moving average of the
+            parameters, ``avg <- decay * avg + (1 - decay) * w`` after every step;
+            the averaged weights are the ones validated, kept as the best and
+            returned (the optimizer keeps stepping the raw weights). ``None``: off.
     """
 
     batch_size: int = 128
@@ -82,8 +87,11 @@ class TrainingConfig:
     checkpoint_dir: str | None = None
     max_seconds: float | None = None
     shuffle_buffer: int | None = None
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
@@ -150,6 +158,28 @@ def _on_device(batches: Iterable[tuple[Tensor, Tensor]], device: torch.device) -
         yield theta.to(device, non_blocking=pin), x.to(device, non_blocking=pin)
 
 
+class _WeightAverage:
+    """Exponential moving average of a module's floating-point parameters (buffers are left alone)."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.params = {name: p for name, p in module.named_parameters() if p.dtype.is_floating_point}
+        self.average = {name: p.detach().clone() for name, p in self.params.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for name, p in self.params.items():
+            self.average[name].lerp_(p.detach(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange the raw and the averaged weights in place (call twice to undo)."""
+        for name, p in self.params.items():
+            raw = p.detach().clone()
+            p.copy_(self.average[name])
+            self.average[name].copy_(raw)
+
+
 def train(
     module: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -166,6 +196,9 @@ def train(
             :class:`PairSource` as ``theta`` (and ``x=None``), streamed batch by
             batch onto the module's device.
         config: loop settings.
+
+    With ``config.ema_decay`` the module is validated, kept and returned with the
+    averaged weights; between epochs it holds the raw weights being optimized.
     """
     config = config or TrainingConfig()
     start = time.perf_counter()
@@ -185,10 +218,11 @@ def train(
         )
     history = TrainingHistory()
     best_state = copy.deepcopy(module.state_dict())
+    average = _WeightAverage(module, config.ema_decay) if config.ema_decay is not None else None
     checkpoint = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir else None
     first_epoch = 0
     if checkpoint is not None and checkpoint.exists():
-        first_epoch, best_state = _resume(checkpoint, module, optimizer, scheduler, history, generator)
+        first_epoch, best_state = _resume(checkpoint, module, optimizer, scheduler, history, generator, average)
 
     bar = tqdm(range(first_epoch, config.max_epochs), disable=not config.progress, desc="training", unit="epoch")
     history.stopped_because = "max_epochs"
@@ -202,20 +236,26 @@ def train(
             if config.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
             optimizer.step()
+            if average is not None:
+                average.update()
             total += float(loss.detach()) * len(theta_batch)
             count += len(theta_batch)
         if count == 0:
             raise ValueError("the training set is empty: use more pairs or a smaller validation_fraction")
         history.train_loss.append(total / count)
+        if average is not None:
+            average.swap()  # validate (and keep) the averaged weights
         history.validation_loss.append(validation_loss())
         if history.best_epoch < 0 or history.validation_loss[-1] < history.best_validation_loss:
             history.best_epoch = epoch
             best_state = copy.deepcopy(module.state_dict())
+        if average is not None:
+            average.swap()
         if scheduler is not None:
             scheduler.step(history.validation_loss[-1])
         bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{history.validation_loss[-1]:.3f}")
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, epoch, module, optimizer, scheduler, history, generator, best_state)
+            _save_checkpoint(checkpoint, epoch, module, optimizer, scheduler, history, generator, best_state, average)
         if not math.isfinite(history.train_loss[-1]):
             history.stopped_because = "non-finite loss"
             break
@@ -266,7 +306,9 @@ def _source_batches(module, loss_fn, source: PairSource, config: TrainingConfig)
     return train_batches, validation_loss
 
 
-def _save_checkpoint(path: Path, epoch: int, module, optimizer, scheduler, history, generator, best_state) -> None:
+def _save_checkpoint(
+    path: Path, epoch: int, module, optimizer, scheduler, history, generator, best_state, average
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "epoch": epoch,
@@ -278,13 +320,14 @@ def _save_checkpoint(path: Path, epoch: int, module, optimizer, scheduler, histo
         "train_loss": torch.tensor(history.train_loss, dtype=torch.float64),
         "validation_loss": torch.tensor(history.validation_loss, dtype=torch.float64),
         "best_epoch": history.best_epoch,
+        "ema": dict(average.average) if average is not None else {},
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
 
 
-def _resume(path: Path, module, optimizer, scheduler, history, generator) -> tuple[int, dict]:
+def _resume(path: Path, module, optimizer, scheduler, history, generator, average) -> tuple[int, dict]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["module"])
     optimizer.load_state_dict(state["optimizer"])
@@ -294,4 +337,9 @@ def _resume(path: Path, module, optimizer, scheduler, history, generator) -> tup
     history.train_loss = state["train_loss"].tolist()
     history.validation_loss = state["validation_loss"].tolist()
     history.best_epoch = int(state["best_epoch"])
+    if average is not None:
+        if not state.get("ema"):
+            raise ValueError(f"{path} was written without ema_decay; resume with the same settings or start afresh")
+        for name, tensor in state["ema"].items():
+            average.average[name].copy_(tensor)
     return int(state["epoch"]) + 1, state["best_state"]

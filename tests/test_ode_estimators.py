@@ -69,6 +69,25 @@ def test_save_load_round_trip_is_exact(small_ode, toy, tmp_path):
 
 
 @pytest.mark.parametrize("name", ODE_ESTIMATORS)
+def test_models_saved_before_newer_options_still_load(name, toy, tmp_path):
+    """Configs without ``linear_skip`` (and, for diffusion, ``parameterization``) load as the older models."""
+    legacy = {"linear_skip": False, **({"parameterization": "eps"} if name == "diffusion" else {})}
+    data = sbi_gen.simulate(toy, 500, seed=0)
+    estimator = sbi_gen.get_estimator(name, **SMALL, **legacy)
+    estimator.fit(data.theta, data.x, toy.prior, max_epochs=1, progress=False)
+    estimator.save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key in legacy:
+        del config["options"][key]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = load_estimator(tmp_path)
+    assert all(loaded.options[key] == value for key, value in legacy.items())
+    x = data.x[:2]
+    assert torch.equal(loaded.sample(x, 20, torch.Generator().manual_seed(0)),
+                       estimator.sample(x, 20, torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("name", ODE_ESTIMATORS)
 def test_bounded_prior_no_leakage(name):
     prior = UniformPrior([0.0, -1.0], [1.0, 1.0])
     generator = torch.Generator().manual_seed(0)
@@ -100,6 +119,8 @@ def test_unknown_options_are_named():
         sbi_gen.get_estimator("diffusion", sde="ve")
     with pytest.raises(ValueError, match="unknown sampler 'pc'"):
         sbi_gen.get_estimator("diffusion", sampler="pc")
+    with pytest.raises(ValueError, match="unknown parameterization 'x0'"):
+        sbi_gen.get_estimator("diffusion", parameterization="x0")
     with pytest.raises(ValueError, match="sigma_min"):
         sbi_gen.get_estimator("flow_matching", sigma_min=1.5)
     with pytest.raises(TypeError, match="bogus"):
@@ -157,7 +178,12 @@ def test_posterior_is_close_to_the_analytic_one(trained):
 
 @pytest.mark.slow
 def test_ode_log_prob_agrees_with_the_analytic_density(trained):
-    """Averaged over 1,000 posterior samples (200 for each of 5 observations), log q - log p is within 0.1 nats."""
+    """Over 1,000 posterior samples (200 for each of 5 observations): mean log q - log p within 0.1 nats, mean |.| 0.25.
+
+    Measured: diffusion -0.026 / 0.18, flow_matching -0.029 / 0.15 (0.19 and 0.16 at training seed 1). The
+    issue's target, mean |log q - log p| <= 0.1, is not met: the error is the network's (a 25-step solver is
+    within 5e-3 nats of 400 steps), mostly a mismatch of the posterior mean for observations in the tails.
+    """
     simulator, estimator = trained
     observations = sbi_gen.simulate(simulator, 5, seed=99)
     posterior = simulator.reference_posterior(observations.x)
@@ -165,7 +191,7 @@ def test_ode_log_prob_agrees_with_the_analytic_density(trained):
     difference = estimator.log_prob(theta, observations.x) - posterior.log_prob(theta)
     assert bool(torch.isfinite(difference).all())
     assert abs(float(difference.mean())) <= 0.1, float(difference.mean())
-    assert float(difference.abs().mean()) <= 0.3, float(difference.abs().mean())
+    assert float(difference.abs().mean()) <= 0.25, float(difference.abs().mean())
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The shared training loop: early stopping, best weights, resumable checkpoints."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -54,3 +55,25 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     assert len(resumed.train_loss) == 8
     assert torch.allclose(torch.tensor(resumed.train_loss), torch.tensor(full.train_loss))
     assert torch.equal(resumed_model.weight, full_model.weight)
+
+
+def test_weight_average_is_kept_and_resumes_from_its_checkpoint(tmp_path):
+    theta, x = regression_problem()
+    raw_model, averaged_model = make_model(), make_model()
+    raw = train(raw_model, loss_for(raw_model), theta, x, TrainingConfig(max_epochs=6, patience=100, progress=False))
+    config = {"max_epochs": 6, "patience": 100, "progress": False, "ema_decay": 0.9}
+    averaged = train(averaged_model, loss_for(averaged_model), theta, x, TrainingConfig(**config))
+    assert torch.allclose(torch.tensor(averaged.train_loss), torch.tensor(raw.train_loss))  # same raw steps
+    assert not torch.equal(averaged_model.weight, raw_model.weight)  # but the average is validated and kept
+    model = make_model()
+    train(model, loss_for(model), theta, x, TrainingConfig(**{**config, "max_epochs": 3}, checkpoint_dir=str(tmp_path)))
+    resumed_model = make_model()
+    resumed = train(resumed_model, loss_for(resumed_model), theta, x,
+                    TrainingConfig(**config, checkpoint_dir=str(tmp_path)))
+    assert torch.allclose(torch.tensor(resumed.validation_loss), torch.tensor(averaged.validation_loss))
+    assert torch.equal(resumed_model.weight, averaged_model.weight)
+
+
+def test_weight_average_decay_is_checked():
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainingConfig(ema_decay=1.0)
