@@ -210,7 +210,11 @@ def train(
             raise TypeError("with a PairSource as theta, x must be None")
         train_batches, validation_loss = _source_batches(module, loss_fn, theta, config)
 
-    optimizer = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    # foreach: one fused update over all parameter tensors (torch only defaults to it on GPUs); on CPU it
+    # trims 5-10% off an epoch of the default flow, with the same numbers
+    optimizer = torch.optim.AdamW(
+        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True
+    )
     scheduler = None
     if config.lr_patience is not None:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
