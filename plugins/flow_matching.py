@@ -43,8 +43,11 @@ class FlowMatchingPosterior(ODEPosterior):
         embedding: registered embedding-net name for ``x`` (``"mlp"``).
         embedding_features: size of the embedding.
         embedding_options: keyword options of the embedding net.
-        num_steps: Heun steps when sampling (two network passes each). The paths are nearly
-            straight: on the toy Gaussian (d = 5) the C2ST is the same at 5, 10 and 25 steps.
+        num_steps: Heun steps when sampling (two network passes each), on a time grid denser
+            near the data (``grid_rho = 2``). Paths that split into several modes bend near
+            the data: on two moons (10^4 simulations, 5 observations) the mean C2ST is 0.679
+            with 10 uniform steps, 0.539 / 0.525 with 10 / 16 steps of this grid, 0.527 with 50
+            uniform steps; on the toy Gaussian 5 steps already suffice.
         log_prob_steps: Heun steps of the density ODE; 25 is within 1e-3 nats of 100 steps there.
         exact_divergence_max_dim: exact divergence up to this ``d``, Hutchinson above.
         linear_skip: add a linear map of ``[z_t, embed(x)]`` to the network's output.
@@ -63,7 +66,7 @@ class FlowMatchingPosterior(ODEPosterior):
         "ema_decay": 0.995,
     }
     t_min = 0.0
-    grid_rho = 1.0
+    grid_rho = 2.0
 
     def __init__(
         self,
@@ -74,7 +77,7 @@ class FlowMatchingPosterior(ODEPosterior):
         embedding: str = "mlp",
         embedding_features: int = 32,
         embedding_options: dict[str, Any] | None = None,
-        num_steps: int = 10,
+        num_steps: int = 16,
         log_prob_steps: int = 25,
         exact_divergence_max_dim: int = 10,
         linear_skip: bool = True,
