@@ -1,80 +1,114 @@
-"""Simulation throughput into a store: in-process, 1 and 2 local Dask workers; store overhead vs memory.
+"""Store overhead: simulating chunks into a store versus into memory, and throughput on local Dask workers.
 
-    python benchmarks/store.py [--num 2000000] [--chunk-size 10000] [--repeats 3]
+    python benchmarks/store.py [--simulators toy_gaussian gw] [--num 2000000] [--gw-num 50000]
+                               [--chunk-size 10000] [--repeats 5] [--dask-workers 1 2] [--dir DIR]
 
-Prints simulations per second for the toy Gaussian (d = 5) with the
-in-process executor and with local Dask clusters of 1 and 2 workers (cluster
-start-up excluded), and the overhead of writing a store over simulating the
-same chunks into memory. The toy Gaussian costs about a microsecond per
-simulation, so these numbers measure sbi-gen's and Dask's own overheads;
-simulators that cost milliseconds scale with the number of workers.
+For each simulator, both paths simulate the same chunks with the same seeds
+(:class:`~sbi_gen.executors.ChunkTask`: prior draw and simulation) in this
+process, one thread:
+
+- in memory: every chunk copied into preallocated ``theta`` and ``x`` arrays;
+- store: :func:`~sbi_gen.executors.simulate_to_store`, file creation and the
+  final report included.
+
+Neither the freeing of the arrays nor the deletion of the file is timed.
+
+The two are interleaved and each keeps the best of ``--repeats``, so a busy
+machine slows both alike. Prints simulations per second, the store's overhead
+(wall time, and process CPU time, which counts a background thread's work
+too) and the load average. The toy Gaussian costs about 0.2 microseconds per
+simulation, so its overhead is the store's own cost; ``gw`` costs far more per
+simulation but writes 15 kB per pair. ``--dask-workers`` adds the toy
+Gaussian's throughput on local Dask clusters (start-up excluded).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import interleaved_best
 
 import sbi_gen
-from sbi_gen.executors import ChunkTask, DaskExecutor, InProcessExecutor, simulate_to_store
+from sbi_gen.executors import ChunkTask, DaskExecutor, simulate_to_store
 
 
-def in_memory(simulator, num: int, chunk_size: int, seed: int) -> float:
-    """Seconds to simulate the store's chunks into memory (same seeding, no file)."""
+def in_memory(simulator, num: int, chunk_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The store's chunks (same seeding), each copied into arrays holding all ``num`` pairs."""
     meta = {"simulator": simulator.describe(), "seed": seed, "num_simulations": num, "chunk_size": chunk_size,
             "x_shape": list(simulator.x_shape)}
     task = ChunkTask.from_meta(meta)
-    start = time.perf_counter()
-    parts = [task(i) for i in range(-(-num // chunk_size))]
-    np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
-    return time.perf_counter() - start
+    theta = np.empty((num, simulator.prior.dim), dtype=np.float32)
+    x = np.empty((num, *simulator.x_shape), dtype=np.float32)
+    for index in range(-(-num // chunk_size)):
+        _, theta_chunk, x_chunk = task(index)
+        start = index * chunk_size
+        theta[start : start + len(theta_chunk)] = theta_chunk
+        x[start : start + len(x_chunk)] = x_chunk
+    return theta, x
 
 
-def to_store(simulator, num: int, chunk_size: int, seed: int, executor, folder: Path) -> float:
+def to_store(simulator, num: int, chunk_size: int, seed: int, folder: Path, executor=None) -> Path:
+    """The path of a new store of ``num`` pairs (the caller deletes it)."""
     path = folder / f"s{time.perf_counter_ns()}.h5"
-    start = time.perf_counter()
     simulate_to_store(simulator, num, path, seed=seed, chunk_size=chunk_size, executor=executor, progress=False)
-    seconds = time.perf_counter() - start
-    path.unlink()
-    return seconds
+    return path
+
+
+def delete(result: object) -> None:
+    if isinstance(result, Path):
+        result.unlink()
+
+
+def load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def overhead(simulator, name: str, num: int, chunk_size: int, repeats: int, folder: Path) -> None:
+    delete(to_store(simulator, min(num, 2 * chunk_size), chunk_size, 1, folder))  # warm up: imports, caches
+    print(f"{name} (theta [{simulator.prior.dim}], x {list(simulator.x_shape)}), {num:,} simulations in chunks "
+          f"of {chunk_size:,}; best of {repeats}, interleaved; load average before {load()}")
+    best = interleaved_best({
+        "memory": lambda: in_memory(simulator, num, chunk_size, 0),
+        "store": lambda: to_store(simulator, num, chunk_size, 0, folder),
+    }, repeats, cleanup=delete)
+    (memory, memory_cpu), (store, store_cpu) = best["memory"], best["store"]
+    print(f"  in memory (chunked, no file)      {num / memory:12,.0f} simulations/s")
+    print(f"  store, in-process executor        {num / store:12,.0f} simulations/s")
+    print(f"  store overhead: wall {100 * (store / memory - 1):+.1f} %, CPU {100 * (store_cpu / memory_cpu - 1):+.1f} %"
+          f"   (load average after {load()})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num", type=int, default=2_000_000)
+    parser.add_argument("--simulators", nargs="+", default=["toy_gaussian", "gw"])
+    parser.add_argument("--num", type=int, default=2_000_000, help="simulations of the toy Gaussian")
+    parser.add_argument("--gw-num", type=int, default=50_000, help="simulations of gw (15 kB of x each)")
     parser.add_argument("--chunk-size", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dask-workers", type=int, nargs="*", default=[1, 2],
+                        help="local Dask cluster sizes for the toy Gaussian (none: skip)")
+    parser.add_argument("--dir", help="folder for the stores (default: the system's temporary folder)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    simulator = sbi_gen.get_simulator("toy_gaussian")
-    n, c = args.num, args.chunk_size
-
-    def best(run) -> float:
-        return statistics.median(run() for _ in range(args.repeats))
-
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        start = time.perf_counter()
-        sbi_gen.simulate(simulator, n, seed=0)
-        plain = time.perf_counter() - start
-        memory = best(lambda: in_memory(simulator, n, c, 0))
-        local = best(lambda: to_store(simulator, n, c, 0, InProcessExecutor(), folder))
-        print(f"toy_gaussian (d = 5), {n:,} simulations in chunks of {c:,}; median of {args.repeats}")
-        print(f"  sbi_gen.simulate (in memory, one stream)   {n / plain:12,.0f} simulations/s")
-        print(f"  chunked, in memory (no file)                {n / memory:12,.0f} simulations/s")
-        print(f"  store, in-process executor                  {n / local:12,.0f} simulations/s")
-        print(f"  store overhead vs chunked in memory         {100 * (local / memory - 1):+11.1f} %")
-        for workers in (1, 2):
+        for name in args.simulators:
+            num = args.gw_num if name == "gw" else args.num
+            overhead(sbi_gen.get_simulator(name), name, num, args.chunk_size, args.repeats, folder)
+        toy, n, c = sbi_gen.get_simulator("toy_gaussian"), args.num, args.chunk_size
+        for workers in args.dask_workers:
             with DaskExecutor(workers=workers) as executor:
-                to_store(simulator, min(n, 10 * c), c, 0, executor, folder)  # warm the workers up
-                seconds = best(lambda executor=executor: to_store(simulator, n, c, 0, executor, folder))
-            print(f"  store, local Dask cluster, {workers} worker(s)       {n / seconds:12,.0f} simulations/s")
+                delete(to_store(toy, min(n, 10 * c), c, 0, folder, executor))  # warm the workers up
+                best = interleaved_best({"dask": lambda executor=executor: to_store(toy, n, c, 0, folder, executor)},
+                                        args.repeats, cleanup=delete)
+            print(f"toy_gaussian into a store, local Dask cluster, {workers} worker(s): "
+                  f"{n / best['dask'][0]:12,.0f} simulations/s")
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ class PosteriorEstimator(ABC):
 
     def _fit_store(self, store, prior: Prior, config: TrainingConfig, drop_invalid: bool) -> TrainingHistory:
         """Stream pairs from a store: one pass for checks and standardization, then the shared loop."""
-        from sbi_gen.store import RunningMoments, StorePairs
+        from sbi_gen.streaming import RunningMoments, StorePairs
 
         pairs = StorePairs(store, prior, drop_invalid=drop_invalid, buffer_rows=config.shuffle_buffer)
         torch.manual_seed(config.seed)

@@ -238,9 +238,11 @@ def _run(store: SimulationStore, executor, progress: bool) -> SimulationReport:
     total_rows = sum(store.rows(i)[1] - store.rows(i)[0] for i in missing)
     bar = tqdm(total=total_rows, unit="sim", unit_scale=True, desc="simulating", disable=not progress)
     try:
-        with store.h5("r+") as file:
+        # written in this thread: an interruption loses at most the chunk being simulated (a
+        # BackgroundWriter would overlap writing with simulating, at the price of one more chunk in flight)
+        with store.writer() as writer:
             for index, theta, x in executor.map_unordered(task, missing):
-                store.write_chunk(file, index, theta, x)
+                writer.write(index, theta, x)
                 written, rows = written + 1, rows + len(theta)
                 bar.update(len(theta))
                 bar.set_postfix_str(f"chunks {store.num_chunks - len(missing) + written}/{store.num_chunks}")

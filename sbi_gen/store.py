@@ -1,4 +1,4 @@
-"""Simulations on disk: one HDF5 file written chunk by chunk, and streamed back for training.
+"""Simulations on disk: one HDF5 file written chunk by chunk (training streams it: :mod:`sbi_gen.streaming`).
 
 Layout of a store (attribute ``format = "sbi-gen-simulations"``, version 1)::
 
@@ -13,9 +13,13 @@ Layout of a store (attribute ``format = "sbi-gen-simulations"``, version 1)::
 The file is created whole (in a temporary file renamed into place) with every
 dataset contiguous and allocated up front, so writing a chunk touches only
 that chunk's bytes, never HDF5's own metadata. A chunk is written, flushed,
-and only then flagged complete: a killed run loses at most the chunk in
-flight, and incomplete chunks read as missing. Every chunk read is checked
-against its CRC-32, so a damaged file is named, not silently used.
+and only then flagged complete: a killed run loses at most the chunk in flight,
+and incomplete chunks read as missing. Every chunk read is checked against its
+CRC-32, so a damaged file is named, not silently used. :class:`ChunkWriter`
+writes chunks through h5py's low-level API (``sbi-gen simulate`` uses it in the
+simulating thread); :class:`BackgroundWriter` runs it on one thread of its own,
+so a chunk is written while the next one is simulated: it hides the write cost
+when a core is free, at the price of one more chunk in flight.
 
 Non-finite rows stay in the file (to inspect the simulator); with the
 ``"drop"`` policy they are never returned by :meth:`SimulationStore.read_chunk`.
@@ -28,8 +32,9 @@ import math
 import os
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,14 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import IterableDataset, get_worker_info
 
 from sbi_gen.data import SimulationSet
 from sbi_gen.errors import DataError, ModelFileError
 from sbi_gen.prior import Prior, prior_from_config
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SimulationStore", "is_store", "StoreDataset", "StorePairs",
-           "RunningMoments"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SimulationStore", "ChunkWriter", "BackgroundWriter", "is_store"]
 
 FORMAT_NAME = "sbi-gen-simulations"
 FORMAT_VERSION = 1
@@ -77,19 +80,23 @@ def _finite_rows(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.isfinite(theta).all(1) & np.isfinite(x.reshape(len(x), -1)).all(1)
 
 
+def _all_finite(values: np.ndarray) -> bool:
+    """Whether every value is finite: an ``isfinite`` pass, or for large arrays a float32 sum.
+
+    A sum is finite only if every term is, and needs no temporary array (twice as fast on 100 MB); a sum
+    that overflows merely reads as "not all finite", and the rows are then counted one by one.
+    """
+    if values.size < 1 << 20:
+        return bool(np.isfinite(values).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(values.sum()))
+
+
 def _count_non_finite(theta: np.ndarray, x: np.ndarray) -> int:
-    """Rows holding NaN or inf; a float64 sum checks the usual all-finite chunk in one pass."""
-    if np.isfinite(theta.sum(dtype=np.float64)) and np.isfinite(x.sum(dtype=np.float64)):
+    """Rows holding NaN or inf (the usual all-finite chunk costs one quick pass per array)."""
+    if _all_finite(theta) and _all_finite(x):
         return 0
     return int((~_finite_rows(theta, x)).sum())
-
-
-def _put(dataset, index: int, value: int) -> None:
-    """``dataset[index] = value`` through the low-level API (a tenth of the cost of h5py's indexing)."""
-    h5py = _h5py()
-    space = dataset.id.get_space()
-    space.select_hyperslab((index,), (1,))
-    dataset.id.write(h5py.h5s.create_simple((1,)), space, np.array([value], dtype=dataset.dtype))
 
 
 def is_store(path: str | os.PathLike) -> bool:
@@ -257,22 +264,28 @@ class SimulationStore:
 
     # -- writing and reading ---------------------------------------------------
 
-    def write_chunk(self, file, index: int, theta: np.ndarray, x: np.ndarray) -> int:
-        """Write chunk ``index`` into ``file`` (opened ``"r+"``), then flag it complete; returns its non-finite rows."""
+    @contextmanager
+    def writer(self) -> Iterator[ChunkWriter]:
+        """A :class:`ChunkWriter` on the file opened ``"r+"`` (locked: one writer at a time)."""
+        with self.h5("r+") as file:
+            yield ChunkWriter(self, file)
+
+    def _checked_chunk(self, index: int, theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``theta`` and ``x`` as contiguous float32, checked against chunk ``index``'s shapes."""
         start, stop = self.rows(index)
-        theta, x = np.asarray(theta, dtype=np.float32), np.asarray(x, dtype=np.float32)
+        theta = np.ascontiguousarray(theta, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
         if theta.shape != (stop - start, self.theta_dim) or x.shape != (stop - start, *self.x_shape):
             raise DataError(f"chunk {index} has theta {theta.shape} and x {x.shape}; {self.path} expects "
                             f"{(stop - start, self.theta_dim)} and {(stop - start, *self.x_shape)}")
-        non_finite = _count_non_finite(theta, x)
-        file["theta"][start:stop] = theta
-        file["x"][start:stop] = x
-        _put(file["non_finite"], index, non_finite)
-        _put(file["checksum"], index, _crc(theta, x))
-        file.flush()
-        _put(file["complete"], index, 1)
-        file.flush()
-        return non_finite
+        return theta, x
+
+    def write_chunk(self, file, index: int, theta: np.ndarray, x: np.ndarray) -> int:
+        """Write chunk ``index`` into ``file`` (opened ``"r+"``), then flag it complete; returns its non-finite rows.
+
+        For many chunks, :meth:`writer` keeps the dataset handles between them.
+        """
+        return ChunkWriter(self, file).write(index, theta, x)
 
     def read_chunk(self, index: int, file=None, raw: bool = False) -> tuple[Tensor, Tensor, np.ndarray]:
         """Chunk ``index`` as ``theta [m, d]``, ``x [m, *x_shape]`` and the file rows ``[m]`` they come from.
@@ -314,195 +327,110 @@ class SimulationStore:
                 f"{self.chunk_size}, simulator={self.meta['simulator'].get('name')!r})")
 
 
-# -- streaming ---------------------------------------------------------------------
+class ChunkWriter:
+    """Writes whole chunks into a store's file opened ``"r+"`` (see :meth:`SimulationStore.writer`).
 
-
-def _validation_rows(seed: int, index: int, size: int, fraction: float) -> np.ndarray:
-    """``[size]`` bool: which rows of chunk ``index`` are held out (fixed by the seed, not by the epoch)."""
-    return np.random.default_rng([seed, index, 7]).random(size) < fraction
-
-
-class StoreDataset(IterableDataset):
-    """Shuffled batches ``(theta [b, d], x [b, *x_shape])`` streamed from a store, a chunk at a time.
-
-    Each epoch visits the complete chunks in a seeded random order, pools up to
-    ``buffer_rows`` rows, shuffles them and cuts batches, so memory stays at
-    one buffer whatever the size of the file. The validation split holds out
-    a fixed, seeded ``validation_fraction`` of every chunk's rows. With a
-    ``DataLoader(num_workers > 0)`` each worker reads its own share of chunks.
-
-    Arguments:
-        store: the store (or its path).
-        split: ``"train"``, ``"validation"`` or ``"all"``.
-        row_filter: ``(theta, x) -> [m]`` bool of rows to keep (e.g. inside the prior).
-        buffer_rows: rows pooled for shuffling (default: 256 MB worth, at least one chunk).
+    A chunk's rows, non-finite count and CRC-32 are written and flushed, and
+    only then is its complete flag set and flushed: a write cut short leaves
+    the chunk incomplete, never half-valid. Dataset handles and selections are
+    kept between chunks and writes go through h5py's low-level API, so a chunk
+    costs little more than copying its bytes to the OS.
     """
 
-    def __init__(
-        self, store: SimulationStore | str | os.PathLike, split: str = "train", batch_size: int = 128,
-        validation_fraction: float = 0.1, seed: int = 0, shuffle: bool = True, epoch: int = 0,
-        buffer_rows: int | None = None, row_filter: Callable[[Tensor, Tensor], Tensor] | None = None,
-    ) -> None:
-        if split not in ("train", "validation", "all"):
-            raise ValueError(f"split must be 'train', 'validation' or 'all', got {split!r}")
-        self.store = store if isinstance(store, SimulationStore) else SimulationStore.open(store)
-        self.split, self.batch_size, self.validation_fraction = split, batch_size, validation_fraction
-        self.seed, self.shuffle, self.epoch, self.row_filter = seed, shuffle, epoch, row_filter
-        row_bytes = 4 * (self.store.theta_dim + math.prod(self.store.x_shape))
-        self.buffer_rows = buffer_rows or max(self.store.chunk_size, (256 << 20) // row_bytes)
+    def __init__(self, store: SimulationStore, file) -> None:
+        self.store, self.file = store, file
+        self._h5s = _h5py().h5s
+        datasets = {name: file[name] for name in _DATASETS}
+        self._ids = {name: dataset.id for name, dataset in datasets.items()}
+        self._spaces = {name: dataset.id.get_space() for name, dataset in datasets.items()}
+        self._one = self._h5s.create_simple((1,))
+        self._values = {name: np.zeros(1, dtype=datasets[name].dtype) for name in _DATASETS[2:]}
 
-    def set_epoch(self, epoch: int) -> None:
-        """Reshuffle for ``epoch`` (the chunk order and the buffers)."""
-        self.epoch = epoch
+    def _write_rows(self, name: str, start: int, values: np.ndarray) -> None:
+        space = self._spaces[name]
+        space.select_hyperslab((start,) + (0,) * (values.ndim - 1), values.shape)
+        self._ids[name].write(self._h5s.create_simple(values.shape), space, values)
 
-    def _chunks(self, file) -> list[int]:
-        chunks = np.flatnonzero(self.store.status(file))
-        if self.shuffle:
-            chunks = np.random.default_rng([self.seed, self.epoch, 1]).permutation(chunks)
-        worker = get_worker_info()
-        return chunks.tolist() if worker is None else chunks[worker.id :: worker.num_workers].tolist()
+    def _put(self, name: str, index: int, value: int) -> None:
+        space, buffer = self._spaces[name], self._values[name]
+        space.select_hyperslab((index,), (1,))
+        buffer[0] = value
+        self._ids[name].write(self._one, space, buffer)
 
-    def _rows(self, file, index: int) -> tuple[Tensor, Tensor]:
-        theta, x, rows = self.store.read_chunk(index, file)
-        if self.split != "all":
-            start = self.store.rows(index)[0]
-            held = _validation_rows(self.seed, index, self.store.rows(index)[1] - start, self.validation_fraction)
-            keep = torch.from_numpy(held[rows - start] == (self.split == "validation"))
-            theta, x = theta[keep], x[keep]
-        if self.row_filter is not None and len(theta):
-            keep = self.row_filter(theta, x)
-            theta, x = theta[keep], x[keep]
-        return theta, x
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        seed = int(np.random.default_rng([self.seed, self.epoch, 2]).integers(2**62))
-        generator = torch.Generator().manual_seed(seed)
-        with self.store.h5() as file:
-            pending_theta, pending_x, pooled = [], [], 0
-            chunks = self._chunks(file)
-            for k, index in enumerate(chunks):
-                theta, x = self._rows(file, index)
-                pending_theta.append(theta)
-                pending_x.append(x)
-                pooled += len(theta)
-                if pooled < self.buffer_rows and k < len(chunks) - 1:
-                    continue
-                theta, x = torch.cat(pending_theta), torch.cat(pending_x)
-                if self.shuffle:
-                    order = torch.randperm(len(theta), generator=generator)
-                    theta, x = theta[order], x[order]
-                last = k == len(chunks) - 1
-                full = len(theta) if last else len(theta) - len(theta) % self.batch_size
-                for i in range(0, full, self.batch_size):
-                    yield theta[i : i + self.batch_size], x[i : i + self.batch_size]
-                pending_theta, pending_x, pooled = [theta[full:]], [x[full:]], len(theta) - full
+    def write(self, index: int, theta: np.ndarray, x: np.ndarray) -> int:
+        """Write chunk ``index`` and flag it complete; returns its rows holding NaN or inf."""
+        theta, x = self.store._checked_chunk(index, theta, x)
+        start = self.store.rows(index)[0]
+        non_finite = _count_non_finite(theta, x)
+        self._write_rows("theta", start, theta)
+        self._write_rows("x", start, x)
+        self._put("non_finite", index, non_finite)
+        self._put("checksum", index, _crc(theta, x))
+        self.file.flush()
+        self._put("complete", index, 1)
+        self.file.flush()
+        return non_finite
 
 
-class StorePairs:
-    """A store as a training-data source for :func:`sbi_gen.training.train` (the ``PairSource`` protocol).
+class BackgroundWriter:
+    """Writes chunks on one background thread, so chunk k is written while chunk k + 1 is simulated.
 
-    Arguments:
-        store: the store; every chunk must be complete.
-        prior: rows with ``theta`` outside it are invalid.
-        drop_invalid: drop invalid rows (non-finite or outside the prior) instead of raising.
-        buffer_rows: see :class:`StoreDataset`.
+    The thread opens the file, writes every chunk (with a :class:`ChunkWriter`)
+    and closes it: no other thread touches h5py. :meth:`submit` checks a
+    chunk's shapes, waits for the previous chunk's write (raising its error,
+    if any) and hands the chunk over, so at most one chunk waits to be
+    written. Leaving the ``with`` block, normally or on an error or Ctrl-C,
+    waits for that write to finish; a write cut short (a killed process)
+    leaves its chunk incomplete, never half-valid.
     """
 
-    def __init__(self, store: SimulationStore, prior: Prior | None = None, drop_invalid: bool = False,
-                 buffer_rows: int | None = None) -> None:
-        if not store.is_complete:
-            missing = len(store.missing_chunks())
-            raise DataError(f"{store.path} is incomplete: {missing} of {store.num_chunks} chunks are missing; run "
-                            f"`sbi-gen simulate --resume -o {store.path}` to finish it")
-        if prior is not None and prior.dim != store.theta_dim:
-            raise DataError(f"{store.path} holds theta with {store.theta_dim} columns but the prior has {prior.dim} "
-                            f"parameters {prior.names}")
-        self.store, self.prior, self.drop_invalid, self.buffer_rows = store, prior, drop_invalid, buffer_rows
+    def __init__(self, store: SimulationStore) -> None:
+        self.store = store
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sbi-gen-store-writer")
+        self._files = ExitStack()
+        self._writer: ChunkWriter | None = None
+        self._pending: Future | None = None
 
-    def _valid(self, theta: Tensor, x: Tensor) -> Tensor:
-        finite = torch.isfinite(theta).all(1) & torch.isfinite(x.reshape(len(x), -1)).all(1)
-        return finite & self.prior.contains(theta) if self.prior is not None else finite
+    def _open(self) -> None:
+        self._writer = ChunkWriter(self.store, self._files.enter_context(self.store.h5("r+")))
 
-    def scan(self, visit: Callable[[Tensor, Tensor], None], batch_rows: int = 65_536) -> dict[str, int]:
-        """One pass over the valid rows, ``visit(theta, x)`` per chunk; returns the check report.
+    def __enter__(self) -> BackgroundWriter:
+        try:
+            self._pool.submit(self._open).result()
+        except BaseException:
+            self._pool.shutdown()
+            raise
+        return self
 
-        The report counts ``num_pairs`` kept and ``non_finite`` / ``outside_prior``
-        rows dropped (by the store's policy or ``drop_invalid``); without
-        ``drop_invalid`` an invalid row raises :class:`DataError` naming it.
-        """
-        report = {"num_pairs": 0, "non_finite": 0, "outside_prior": 0}
-        with self.store.h5() as file:
-            for index in range(self.store.num_chunks):
-                theta, x, rows = self.store.read_chunk(index, file)
-                report["non_finite"] += self.store.rows(index)[1] - self.store.rows(index)[0] - len(theta)
-                finite = torch.isfinite(theta).all(1) & torch.isfinite(x.reshape(len(x), -1)).all(1)
-                inside = self.prior.contains(theta) | ~finite if self.prior is not None else torch.ones_like(finite)
-                if not self.drop_invalid and not bool((finite & inside).all()):
-                    self._raise(finite, inside, rows)
-                keep = finite & inside
-                report["non_finite"] += int((~finite).sum())
-                report["outside_prior"] += int((~inside).sum())
-                theta, x = (theta, x) if bool(keep.all()) else (theta[keep], x[keep])
-                report["num_pairs"] += len(theta)
-                for i in range(0, len(theta), batch_rows):
-                    visit(theta[i : i + batch_rows], x[i : i + batch_rows])
-        if report["num_pairs"] == 0:
-            raise DataError(f"every row of {self.store.path} is invalid ({report}); nothing left to train on")
-        return report
+    def submit(self, index: int, theta: np.ndarray, x: np.ndarray) -> None:
+        """Hand chunk ``index`` over for writing, once the previous chunk is written."""
+        theta, x = self.store._checked_chunk(index, theta, x)
+        self.wait()
+        self._pending = self._pool.submit(self._writer.write, index, theta, x)
 
-    def _raise(self, finite: Tensor, inside: Tensor, rows: np.ndarray) -> None:
-        if not bool(finite.all()):
-            raise DataError(f"{self.store.path} holds NaN or inf (simulated with non_finite='keep'); first is row "
-                            f"{int(rows[int((~finite).nonzero()[0])])}. Pass drop_invalid=True (--drop-invalid) to "
-                            "drop such rows")
-        raise DataError(f"{self.store.path}: row {int(rows[int((~inside).nonzero()[0])])} has theta outside the prior; "
-                        "pass drop_invalid=True (--drop-invalid) to drop such rows")
+    def wait(self) -> None:
+        """Wait until the chunk handed over last is written (and flagged complete); raises its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
-    def batches(self, split: str, batch_size: int, *, epoch: int, seed: int,
-                validation_fraction: float) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches of ``split`` (``"train"`` shuffled per epoch, ``"validation"`` in file order), on the CPU."""
-        return iter(StoreDataset(
-            self.store, split, batch_size, validation_fraction, seed, shuffle=split == "train", epoch=epoch,
-            buffer_rows=self.buffer_rows, row_filter=self._valid if self.drop_invalid else None,
-        ))
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.wait()
+        finally:
+            try:
+                self._pool.submit(self._files.close).result()
+            finally:
+                self._pool.shutdown()
 
 
-class RunningMoments:
-    """Mean and standard deviation over batches in one streaming pass (Chan et al. 1979), in float64.
+_MOVED = ("StoreDataset", "StorePairs", "RunningMoments")
 
-    Matches :meth:`sbi_gen.nn.Standardize.fit` on the whole data: features are
-    ``shape``; ``pooled_axes`` (axes of one sample) share one mean and std.
-    """
 
-    def __init__(self, shape: tuple[int, ...], pooled_axes: tuple[int, ...] = ()) -> None:
-        self.shape, self.pooled_axes = tuple(shape), tuple(pooled_axes)
-        self.count = 0
-        self.mean = torch.zeros(shape, dtype=torch.float64)
-        self.m2 = torch.zeros(shape, dtype=torch.float64)
+def __getattr__(name: str) -> Any:
+    """The streaming classes, which moved to :mod:`sbi_gen.streaming`, stay importable from here."""
+    if name in _MOVED:
+        from sbi_gen import streaming
 
-    def update(self, batch: Tensor) -> None:
-        """Add ``batch [b, *shape]``."""
-        batch = batch.detach().to("cpu", torch.float64)
-        dims = (0, *(axis + 1 for axis in self.pooled_axes))
-        count = math.prod(batch.shape[d] for d in dims)
-        if count == 0:
-            return
-        mean = batch.mean(dims, keepdim=True)
-        m2 = ((batch - mean) ** 2).sum(dims, keepdim=True)[0].expand(self.shape)
-        mean = mean[0].expand(self.shape)
-        total = self.count + count
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (count / total)
-        self.m2 = self.m2 + m2 + delta**2 * (self.count * count / total)
-        self.count = total
-
-    def std(self, min_std: float = 1e-6) -> Tensor:
-        """Sample standard deviation; features below ``min_std`` get 1 (as ``Standardize.fit``)."""
-        std = (self.m2 / max(1, self.count - 1)).sqrt()
-        return torch.where(std < min_std, torch.ones_like(std), std)
-
-    @torch.no_grad()
-    def apply_to(self, standardize) -> None:
-        """Set a :class:`~sbi_gen.nn.Standardize` module's mean and std from these moments."""
-        standardize.mean.copy_(self.mean)
-        standardize.std.copy_(self.std())
+        return getattr(streaming, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ from sbi_gen import DataError, ModelFileError
 from sbi_gen.cli import main
 from sbi_gen.executors import ChunkError, InProcessExecutor, chunk_generator, resume_store, simulate_to_store
 from sbi_gen.hookspecs import SimulatorSpec, hookimpl
-from sbi_gen.store import SimulationStore, is_store
+from sbi_gen.store import SimulationStore, _count_non_finite, is_store
 from sbi_gen_simulators.toy_gaussian import ToyGaussian
 
 DATASETS = ("theta", "x", "complete", "non_finite", "checksum")
@@ -143,6 +143,46 @@ def test_a_failing_chunk_keeps_the_others_and_resume_completes(tmp_path, flaky):
     assert_same_store(tmp_path / "a.h5", tmp_path / "b.h5")
 
 
+def test_the_background_writer_owns_the_file_and_keeps_every_chunk_handed_over(tmp_path, monkeypatch):
+    """One thread touches h5py; an interruption or a failed write keeps the chunks written before it."""
+    import threading
+
+    from sbi_gen.store import BackgroundWriter, ChunkWriter
+
+    simulator = sbi_gen.get_simulator("toy_gaussian", dim=2)
+    store = SimulationStore.create(tmp_path / "s.h5", simulator.describe(), 500, seed=0, chunk_size=100)
+    chunk = np.ones((100, 2), dtype=np.float32)
+    threads, write = set(), ChunkWriter.write
+
+    def recording_write(self, index, theta, x):
+        threads.add(threading.get_ident())
+        return write(self, index, theta, x)
+
+    monkeypatch.setattr(ChunkWriter, "write", recording_write)
+    with pytest.raises(KeyboardInterrupt), BackgroundWriter(store) as writer:
+        writer.submit(0, chunk, chunk)
+        writer.submit(3, chunk, chunk)
+        with pytest.raises(DataError, match=r"chunk 1 has theta \(50, 2\).*s.h5 expects \(100, 2\)"):
+            writer.submit(1, chunk[:50], chunk)
+        raise KeyboardInterrupt  # Ctrl-C while the next chunk is simulated
+    assert store.missing_chunks() == [1, 2, 4] and len(threads) == 1 and threading.get_ident() not in threads
+
+    def failing_write(self, index, theta, x):
+        if index == 2:
+            raise OSError("No space left on device")
+        return write(self, index, theta, x)
+
+    monkeypatch.setattr(ChunkWriter, "write", failing_write)
+    with pytest.raises(OSError, match="No space left"), BackgroundWriter(store) as writer:
+        for index in (1, 2, 4):
+            writer.submit(index, chunk, chunk)
+    assert store.missing_chunks() == [2, 4]
+    monkeypatch.undo()
+    with store.writer() as direct:  # the background writer closed the file: it can be opened for writing again
+        direct.write(2, chunk, chunk)
+    assert store.missing_chunks() == [4]
+
+
 @pytest.mark.parametrize("policy", ["drop", "keep"])
 def test_non_finite_rows_are_counted_and_dropped_or_kept(tmp_path, flaky, policy, capsys):
     path = tmp_path / f"{policy}.h5"
@@ -160,6 +200,21 @@ def test_non_finite_rows_are_counted_and_dropped_or_kept(tmp_path, flaky, policy
         assert len(data) == 3000 - expected and bool(torch.isfinite(data.x).all())
     else:
         assert len(data) == 3000 and int((~torch.isfinite(data.x).all(1)).sum()) == expected
+
+
+def test_huge_finite_values_are_not_counted_as_non_finite(tmp_path):
+    simulator = sbi_gen.get_simulator("toy_gaussian", dim=2)
+    store = SimulationStore.create(tmp_path / "s.h5", simulator.describe(), 8, seed=0, chunk_size=4, non_finite="keep")
+    huge = np.full((4, 2), 3e38, dtype=np.float32)  # finite, but their float32 sum overflows
+    mixed = huge.copy()
+    mixed[1, 0], mixed[3, 1] = np.inf, np.nan
+    with store.writer() as writer:
+        assert writer.write(0, huge, huge) == 0 and writer.write(1, huge, mixed) == 2
+    assert store.non_finite_count() == 2 and torch.equal(store.read_chunk(0)[1], torch.from_numpy(huge))
+    large = np.full(1 << 21, 3e38, dtype=np.float32)  # large arrays are checked by their sum
+    assert _count_non_finite(large[:, None], large[:, None]) == 0
+    large[[5, 7, 1 << 20]] = np.nan, np.inf, -np.inf
+    assert _count_non_finite(large[:, None], np.ones((1 << 21, 1), dtype=np.float32)) == 3
 
 
 def test_damaged_files_are_named(tmp_path):

@@ -12,7 +12,8 @@ from sbi_gen.calibration import c2st
 from sbi_gen.cli import main
 from sbi_gen.executors import simulate_to_store
 from sbi_gen.nn import Standardize
-from sbi_gen.store import RunningMoments, SimulationStore, StoreDataset, StorePairs
+from sbi_gen.store import SimulationStore
+from sbi_gen.streaming import RunningMoments, StoreDataset, StorePairs
 from sbi_gen.training import PairSource, TrainingConfig, train
 
 
@@ -62,6 +63,16 @@ def test_dataloader_workers_share_the_chunks(store):
     dataset = StoreDataset(store, "all", batch_size=50, shuffle=False)
     rows = _rows(DataLoader(dataset, batch_size=None, num_workers=2))
     assert torch.equal(_sorted(rows), _sorted(store.to_simulation_set().theta))
+
+
+def test_streaming_classes_are_still_importable_from_the_store_module():
+    import sbi_gen.store
+    import sbi_gen.streaming
+
+    for name in ("StoreDataset", "StorePairs", "RunningMoments"):
+        assert getattr(sbi_gen.store, name) is getattr(sbi_gen.streaming, name)
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        sbi_gen.store.Nothing  # noqa: B018
 
 
 def test_store_pairs_is_a_pair_source_and_checks_rows(tmp_path, store):
