@@ -14,6 +14,10 @@ __all__ = ["add_parser", "command", "QUICK", "DEFAULT_TASKS"]
 #: tasks run when none are given: the sbibm-style tasks with exact reference posteriors
 DEFAULT_TASKS = "toy_gaussian,two_moons,slcp"
 
+#: sbi's methods run by default: NPE with both flows. NPSE and FMPE are opt-in (--sbi-methods):
+#: their samplers alone take 1-2 minutes per task here (NPSE: 500 SDE steps per draw)
+DEFAULT_SBI_METHODS = "sbi:NPE-maf,sbi:NPE-nsf"
+
 #: the smoke run (under 2 minutes on 2 CPU cores): small budget, short training, few samples
 QUICK = {"tasks": "toy_gaussian,two_moons", "budgets": "1000", "observations": 2, "samples": 1000,
          "max_epochs": 15, "sbi_methods": "sbi:NPE-maf", "threads": 1}
@@ -38,8 +42,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="comma-separated sbi-gen estimators (default: flow,diffusion,flow_matching)")
     parser.add_argument("--sbi", choices=("auto", "on", "off"), default="auto",
                         help="run sbi's estimators too: auto = when installed (default), on = required, off")
-    parser.add_argument("--sbi-methods", help=f"which of sbi's (default: all of {', '.join(SBI_METHODS)})")
-    parser.add_argument("--budgets", help="comma-separated simulation budgets (default: 1000,10000)")
+    parser.add_argument("--sbi-methods",
+                        help=f"which of sbi's: {', '.join(SBI_METHODS)} (default: {DEFAULT_SBI_METHODS})")
+    parser.add_argument("--budgets", help="comma-separated simulation budgets (default: 10000)")
     parser.add_argument("--observations", type=int, help="observations per task (default: 5)")
     parser.add_argument("--samples", type=int, help="posterior samples per observation (default: 10000)")
     parser.add_argument("--max-epochs", type=int, help="cap on training epochs, for both toolkits")
@@ -60,9 +65,9 @@ def config_from_args(args: argparse.Namespace) -> SuiteConfig:
     """The :class:`SuiteConfig` of the command line (``--quick`` fills what was not given)."""
     quick = QUICK if args.quick else {}
     tasks = _names(args.tasks or quick.get("tasks", DEFAULT_TASKS))
-    sbi_methods = args.sbi_methods or quick.get("sbi_methods")
-    methods = expand_methods(_names(args.methods), args.sbi, _names(sbi_methods) if sbi_methods else None)
-    budgets = [int(b) for b in _names(args.budgets or quick.get("budgets", "1000,10000"))]
+    sbi_methods = args.sbi_methods or quick.get("sbi_methods", DEFAULT_SBI_METHODS)
+    methods = expand_methods(_names(args.methods), args.sbi, _names(sbi_methods))
+    budgets = [int(b) for b in _names(args.budgets or quick.get("budgets", "10000"))]
     max_epochs = args.max_epochs or quick.get("max_epochs")
     options = args.task_options
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
