@@ -239,6 +239,4 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
             log(f"[{index}/{len(cells)}] {task} {method} {budget}: C2ST {result['c2st_mean']:.3f}, "
                 f"train {result['train_seconds']:.1f} s, sample {result['sample_seconds']:.2f} s, "
                 f"peak {result['peak_rss_mb']:.0f} MB")
-    _write_json(results_path, {**header, "cells": results})
-    write_tables(results, config, out)
-    return results
+    return results  # results.json and the tables were written after the last cell that ran
