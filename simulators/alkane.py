@@ -68,6 +68,7 @@ from torch import Tensor
 
 from sbi_gen.hookspecs import SimulatorSpec, hookimpl
 from sbi_gen.prior import Parameter, UniformPrior
+from sbi_gen.reference import MCMCPosterior
 from sbi_gen.simulator import Simulator
 from sbi_gen_simulators.alkane_forcefield import (
     GAS_CONSTANT,
@@ -78,7 +79,6 @@ from sbi_gen_simulators.alkane_forcefield import (
     torsion_log_normalizer,
 )
 from sbi_gen_simulators.alkane_geometry import internal_coordinates, nerf, random_frame
-from sbi_gen_simulators.alkane_reference import MCMCPosterior
 
 __all__ = ["Alkane", "AlkaneSet", "TRAPPE_TORSION"]
 
@@ -183,7 +183,7 @@ class _AlkaneModel(Simulator):
         """Posterior for ``x [B, *x_shape]`` by parallel adaptive random-walk Metropolis.
 
         ``log_prob`` of the result is the *unnormalized* log posterior; see
-        :class:`~sbi_gen_simulators.alkane_reference.MCMCPosterior` for the
+        :class:`~sbi_gen.reference.MCMCPosterior` for the
         sampler, its options and its convergence check.
         """
         statistics = self.statistics(x)

@@ -69,7 +69,7 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor
 
-from sbi_gen_simulators.alkane_reference import split_rhat
+from sbi_gen.reference import split_rhat
 from sbi_gen_simulators.gw_waveform import MPC_S, MTSUN_S, pn_phase_coefficients, symmetric_mass_ratio, total_mass
 
 if TYPE_CHECKING:

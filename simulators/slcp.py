@@ -103,7 +103,7 @@ class SLCP(Simulator):
         """Posterior for ``x [B, *x_shape]`` (:class:`~sbi_gen_simulators.slcp_reference.SLCPPosterior`).
 
         ``options``: ``quadrature_nodes``, ``max_rounds``, and for the sampler
-        (:class:`~sbi_gen_simulators.alkane_reference.MCMCPosterior`) ``chains``,
+        (:class:`~sbi_gen.reference.MCMCPosterior`) ``chains``,
         ``thin``, ``warmup``, ``init_draws``, ...
         """
         return SLCPPosterior(self, x, **options)

@@ -26,7 +26,7 @@ least 0.15 on every SLCP posterior we tried), then ``m_s | m_f`` by the inverse 
 The posterior is invariant under ``theta_3 -> -theta_3`` and ``theta_4 -> -theta_4``
 (the likelihood sees only their squares; the prior is symmetric). We sample
 ``psi`` on the folded box ``theta_3, theta_4 >= 0``, where ``psi -> S`` is one-to-one,
-with :class:`~sbi_gen_simulators.alkane_reference.MCMCPosterior` (parallel
+with :class:`~sbi_gen.reference.MCMCPosterior` (parallel
 adaptive Metropolis from sampling-importance-resampling starts, split-R-hat
 check), draw ``m`` exactly, then flip each sign with probability 1/2: exact
 mode weights, and only a 3-D chain without the funnel between the mean and the
@@ -44,7 +44,7 @@ from torch import Tensor
 from torch.special import log_ndtr, ndtr, ndtri
 
 from sbi_gen.prior import UniformPrior
-from sbi_gen_simulators.alkane_reference import MCMCPosterior
+from sbi_gen.reference import MCMCPosterior
 
 if TYPE_CHECKING:
     from sbi_gen_simulators.slcp import SLCP
@@ -111,7 +111,7 @@ class SLCPPosterior:
         x: observations ``[B, *x_shape]``.
         quadrature_nodes: Gauss-Legendre nodes of ``P_box`` (in three panels).
         max_rounds: rejection rounds allowed when drawing ``m`` (an error beyond).
-        options: for :class:`~sbi_gen_simulators.alkane_reference.MCMCPosterior`.
+        options: for :class:`~sbi_gen.reference.MCMCPosterior`.
     """
 
     def __init__(
