@@ -128,6 +128,12 @@ def test_posterior_without_log_prob_still_gets_sbc_tarp_and_c2st(simulator):
     assert report.verdict.overall == "calibrated"
 
 
+def test_skipped_reference_c2st_says_why(simulator):
+    report = calibrate(simulator.reference_posterior, simulator, 100, 100, c2st_observations=0)
+    assert report.verdict.skipped["reference_c2st"] == (
+        "C2ST skipped: c2st_observations = 0 (the simulator has a reference posterior)")
+
+
 def test_plots_carry_parameter_names_and_units():
     torch.manual_seed(0)
     theta = torch.randn(200, 2)

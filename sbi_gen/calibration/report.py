@@ -138,6 +138,7 @@ def _sbc_findings(sbc: SBCCheck) -> list[Finding]:
 def calibrate_samples(
     draws: PosteriorDraws, theta_true: Tensor, parameters: Sequence[Parameter | str] | None = None, *,
     reference_samples: Tensor | None = None, prior_samples: Tensor | None = None,
+    reference_skip_reason: str = "no reference posterior",
     tarp_box: Tensor | None = None, alpha: float = 0.01, c2st_margin: float = 0.1, seed: int = 0,
 ) -> CalibrationReport:
     """Run every diagnostic on shared ``draws`` of the posteriors of ``N`` test pairs ``theta_true [N, d]``.
@@ -152,6 +153,7 @@ def calibrate_samples(
         alpha: family-wise level of the verdict, split over the diagnostics.
         c2st_margin: reference C2ST accuracy tolerated above 0.5.
         seed: seeds every randomized step.
+        reference_skip_reason: why ``reference_samples`` is missing, for the report.
     """
     samples, theta_true = draws.samples, torch.as_tensor(theta_true)
     num_samples, n, d = samples.shape
@@ -161,7 +163,7 @@ def calibrate_samples(
     if draws.log_prob_true is None:
         skipped["coverage"] = f"expected coverage skipped: {draws.note or 'no log_prob'}"
     if reference_samples is None:
-        skipped["reference_c2st"] = "C2ST skipped: no reference posterior"
+        skipped["reference_c2st"] = f"C2ST skipped: {reference_skip_reason}"
     if prior_samples is None:
         skipped["data_averaged_posterior"] = "data-averaged-posterior check skipped: no prior samples"
     if n < MIN_PAIRS or num_samples < MIN_SAMPLES:
@@ -240,14 +242,16 @@ def calibrate(
     draws = draw_posterior(posterior_fn(test.x), test.theta, num_samples, generator, samples=samples)
     num_samples = draws.samples.shape[0]
     sample_s = time.perf_counter() - start
-    reference = None
+    reference, skip_reason = None, "no reference posterior"
+    if getattr(simulator, "has_reference_posterior", False) and c2st_observations <= 0:
+        skip_reason = "c2st_observations = 0 (the simulator has a reference posterior)"
     if getattr(simulator, "has_reference_posterior", False) and c2st_observations > 0:
         x_ref = test.x[: min(c2st_observations, len(test))]
         reference = simulator.reference_posterior(x_ref).sample(num_samples, generator)
     prior_draws = simulator.prior.sample(len(test), generator)
     report = calibrate_samples(
         draws, test.theta, simulator.prior.parameters, reference_samples=reference,
-        prior_samples=prior_draws, tarp_box=prior_draws, alpha=alpha,
+        reference_skip_reason=skip_reason, prior_samples=prior_draws, tarp_box=prior_draws, alpha=alpha,
         c2st_margin=c2st_margin, seed=seed,
     )
     report.timings = {"simulate_and_sample_s": sample_s, **report.timings}
