@@ -126,6 +126,19 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def _adamw(module: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
+    """AdamW with one fused kernel over all parameters where torch has it (float tensors on CPU or CUDA).
+
+    torch defaults to the per-tensor loop on CPU; the default flow has ~100 small parameter tensors,
+    so that loop is about a fifth of a training step on two moons (2.8 ms of 12), the fused update
+    0.9 ms (the per-tensor ``foreach`` path: about 2 ms). The updates agree to rounding.
+    """
+    parameters = list(module.parameters())
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in parameters)
+    return torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay,
+                             **({"fused": True} if fused else {"foreach": True}))
+
+
 def _mean_loss(module: nn.Module, loss_fn, theta: Tensor, x: Tensor, batch_size: int) -> float:
     return _mean_batch_loss(
         module, loss_fn, ((theta[i : i + batch_size], x[i : i + batch_size]) for i in range(0, len(theta), batch_size))
@@ -210,11 +223,7 @@ def train(
             raise TypeError("with a PairSource as theta, x must be None")
         train_batches, validation_loss = _source_batches(module, loss_fn, theta, config)
 
-    # foreach: one fused update over all parameter tensors (torch only defaults to it on GPUs); on CPU it
-    # trims 5-10% off an epoch of the default flow, with the same numbers
-    optimizer = torch.optim.AdamW(
-        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True
-    )
+    optimizer = _adamw(module, config)
     scheduler = None
     if config.lr_patience is not None:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -238,7 +247,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm)
+                nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad_norm, foreach=True)
             optimizer.step()
             if average is not None:
                 average.update()
