@@ -9,7 +9,8 @@ process, one thread:
 
 - in memory: every chunk copied into preallocated ``theta`` and ``x`` arrays;
 - store: :func:`~sbi_gen.executors.simulate_to_store`, file creation and the
-  final report included.
+  final report included, with chunks written on a background thread (the
+  default) and in the simulating thread (``--sync-write``).
 
 Neither the freeing of the arrays nor the deletion of the file is timed.
 
@@ -53,10 +54,12 @@ def in_memory(simulator, num: int, chunk_size: int, seed: int) -> tuple[np.ndarr
     return theta, x
 
 
-def to_store(simulator, num: int, chunk_size: int, seed: int, folder: Path, executor=None) -> Path:
+def to_store(simulator, num: int, chunk_size: int, seed: int, folder: Path, executor=None,
+             background_write: bool = True) -> Path:
     """The path of a new store of ``num`` pairs (the caller deletes it)."""
     path = folder / f"s{time.perf_counter_ns()}.h5"
-    simulate_to_store(simulator, num, path, seed=seed, chunk_size=chunk_size, executor=executor, progress=False)
+    simulate_to_store(simulator, num, path, seed=seed, chunk_size=chunk_size, executor=executor, progress=False,
+                      background_write=background_write)
     return path
 
 
@@ -76,12 +79,15 @@ def overhead(simulator, name: str, num: int, chunk_size: int, repeats: int, fold
     best = interleaved_best({
         "memory": lambda: in_memory(simulator, num, chunk_size, 0),
         "store": lambda: to_store(simulator, num, chunk_size, 0, folder),
+        "sync": lambda: to_store(simulator, num, chunk_size, 0, folder, background_write=False),
     }, repeats, cleanup=delete)
-    (memory, memory_cpu), (store, store_cpu) = best["memory"], best["store"]
+    memory, memory_cpu = best["memory"]
     print(f"  in memory (chunked, no file)      {num / memory:12,.0f} simulations/s")
-    print(f"  store, in-process executor        {num / store:12,.0f} simulations/s")
-    print(f"  store overhead: wall {100 * (store / memory - 1):+.1f} %, CPU {100 * (store_cpu / memory_cpu - 1):+.1f} %"
-          f"   (load average after {load()})")
+    for key, label in (("store", "background write (default)"), ("sync", "--sync-write")):
+        seconds, cpu = best[key]
+        print(f"  store, {label:<27}{num / seconds:12,.0f} simulations/s; overhead: wall "
+              f"{100 * (seconds / memory - 1):+.1f} %, CPU {100 * (cpu / memory_cpu - 1):+.1f} %")
+    print(f"  (load average after {load()})")
 
 
 def main() -> None:

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rows with NaN or inf are counted and never read back (the default)")
     finite.add_argument("--keep-non-finite", dest="non_finite", action="store_const", const="keep",
                         help="rows with NaN or inf are counted and read back (training then needs --drop-invalid)")
+    store.add_argument("--sync-write", action="store_true",
+                       help="write each chunk in the simulating thread: a killed process then loses at most one "
+                       "chunk (default: chunks are written on a background thread while the next is simulated, "
+                       "so kill -9 can lose two; Ctrl-C and simulator errors finish the write either way)")
     store.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     train = commands.add_parser(
@@ -236,6 +240,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if out.suffix in (".h5", ".hdf5"):
         return _simulate_store(args, out)
     store_only = {"--resume": args.resume, "--workers": args.workers, "--scheduler": args.scheduler,
+                  "--sync-write": args.sync_write,
                   "--chunk-size": args.chunk_size, "--keep-non-finite/--drop-non-finite": args.non_finite}
     given = [flag for flag, value in store_only.items() if value]
     if given:
@@ -290,11 +295,13 @@ def _simulate_store(args: argparse.Namespace, out: Path) -> int:
     try:
         with make_executor(args.workers, args.scheduler) as executor:
             if args.resume:
-                report = resume_store(out, executor, progress=not args.no_progress)
+                report = resume_store(out, executor, progress=not args.no_progress,
+                                      background_write=not args.sync_write)
             else:
                 report = simulate_to_store(
                     simulator, args.num or 10_000, out, seed=args.seed or 0, chunk_size=args.chunk_size or 10_000,
                     executor=executor, non_finite=args.non_finite or "drop", progress=not args.no_progress,
+                    background_write=not args.sync_write,
                 )
     except KeyboardInterrupt:
         store = SimulationStore.open(out) if out.exists() else None

@@ -13,13 +13,14 @@ Layout of a store (attribute ``format = "sbi-gen-simulations"``, version 1)::
 The file is created whole (in a temporary file renamed into place) with every
 dataset contiguous and allocated up front, so writing a chunk touches only
 that chunk's bytes, never HDF5's own metadata. A chunk is written, flushed,
-and only then flagged complete: a killed run loses at most the chunk in flight,
+and only then flagged complete: a killed run loses at most the chunks in flight,
 and incomplete chunks read as missing. Every chunk read is checked against its
 CRC-32, so a damaged file is named, not silently used. :class:`ChunkWriter`
-writes chunks through h5py's low-level API (``sbi-gen simulate`` uses it in the
-simulating thread); :class:`BackgroundWriter` runs it on one thread of its own,
-so a chunk is written while the next one is simulated: it hides the write cost
-when a core is free, at the price of one more chunk in flight.
+writes chunks through h5py's low-level API in the calling thread (``sbi-gen
+simulate --sync-write``); :class:`BackgroundWriter` (the default) runs it on one
+thread of its own, so a chunk is written while the next one is simulated: it
+hides the write cost when a core is free, at the price of one more chunk in
+flight when the process is killed.
 
 Non-finite rows stay in the file (to inspect the simulator); with the
 ``"drop"`` policy they are never returned by :meth:`SimulationStore.read_chunk`.

@@ -125,12 +125,14 @@ def test_two_dask_workers_write_the_same_file_as_one_process(tmp_path):
     assert_same_store(tmp_path / "local.h5", tmp_path / "dask.h5")
 
 
-def test_a_failing_chunk_keeps_the_others_and_resume_completes(tmp_path, flaky):
+@pytest.mark.parametrize("background_write", [True, False], ids=["background-write", "sync-write"])
+def test_a_failing_chunk_keeps_the_others_and_resume_completes(tmp_path, flaky, background_write):
     simulator = sbi_gen.get_simulator("flaky_toy", dim=2)
     FlakyToy.fail_on_call = 3
     with pytest.raises(ChunkError, match=r"chunk 2 failed: RuntimeError: the solver diverged\. 2 chunk\(s\) were "
                                          r"written.*sbi-gen simulate --resume"):
-        simulate_to_store(simulator, 600, tmp_path / "a.h5", seed=2, chunk_size=100, progress=False)
+        simulate_to_store(simulator, 600, tmp_path / "a.h5", seed=2, chunk_size=100, progress=False,
+                          background_write=background_write)
     store = SimulationStore.open(tmp_path / "a.h5")
     assert store.missing_chunks() == [2, 3, 4, 5]
     with pytest.raises(DataError, match="incomplete: 4 of 6 chunks are missing.*--resume"):
@@ -256,6 +258,16 @@ def test_cli_refuses_mismatched_resume_and_store_flags_on_npz(tmp_path, capsys):
     assert "already complete" in capsys.readouterr().out
     assert main(["simulate", "toy_gaussian", "-o", str(tmp_path / "s.npz"), "--workers", "2"]) == 2
     assert "--workers need(s) an HDF5 store" in capsys.readouterr().err
+    assert main(["simulate", "toy_gaussian", "-o", str(tmp_path / "s.npz"), "--sync-write"]) == 2
+    assert "--sync-write need(s) an HDF5 store" in capsys.readouterr().err
+
+
+def test_sync_and_background_writes_give_the_same_file(tmp_path):
+    assert main(["simulate", "toy_gaussian", "-n", "1050", "--chunk-size", "100", "--seed", "4", "--no-progress",
+                 "-o", str(tmp_path / "a.h5")]) == 0
+    assert main(["simulate", "toy_gaussian", "-n", "1050", "--chunk-size", "100", "--seed", "4", "--no-progress",
+                 "--sync-write", "-o", str(tmp_path / "b.h5")]) == 0
+    assert_same_store(tmp_path / "a.h5", tmp_path / "b.h5")
 
 
 SLOW_PLUGIN = """
