@@ -89,3 +89,6 @@ def test_clear_errors(tmp_path, capsys):
         SuiteConfig(tasks=["two_moons"], budgets=[1])
     assert main(["benchmark", "--tasks", "no_such_task", "--out", str(tmp_path / "b"), "--sbi", "off"]) == 2
     assert "no_such_task" in capsys.readouterr().err
+    misplaced = '{"toy_gaussian": {"dim": 10}}'  # the simulator option given without "simulator_options"
+    assert main(["benchmark", "--task-options", misplaced, "--out", str(tmp_path / "c"), "--sbi", "off"]) == 2
+    assert "unknown key(s) ['dim']" in capsys.readouterr().err and not (tmp_path / "c").exists()

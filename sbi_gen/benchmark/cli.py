@@ -23,6 +23,10 @@ QUICK = {"tasks": "toy_gaussian,two_moons", "budgets": "1000", "observations": 2
          "max_epochs": 15, "sbi_methods": "sbi:NPE-maf", "threads": 1}
 
 
+#: what ``--task-options`` may give for each task
+TASK_OPTION_KEYS = {"simulator_options", "estimator_options"}
+
+
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -72,6 +76,12 @@ def config_from_args(args: argparse.Namespace) -> SuiteConfig:
     options = args.task_options
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise ValueError("--task-options must be a JSON object of objects, one per task")
+    for task, given in options.items():
+        unknown = sorted(set(given) - TASK_OPTION_KEYS)
+        if unknown:
+            raise ValueError(f"--task-options for {task!r}: unknown key(s) {unknown}; each task takes "
+                             f"{sorted(TASK_OPTION_KEYS)}, e.g. '{{\"{task}\": {{\"simulator_options\": "
+                             f"{json.dumps(given)}}}}}'")
     return SuiteConfig(
         tasks=tasks,
         methods=methods,
