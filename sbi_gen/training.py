@@ -129,9 +129,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def _adamw(module: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
     """AdamW with one fused kernel over all parameters where torch has it (float tensors on CPU or CUDA).
 
-    torch defaults to the per-tensor loop on CPU; the default flow has ~100 small parameter tensors,
-    so that loop is about a fifth of a training step on two moons (2.8 ms of 12), the fused update
-    0.9 ms (the per-tensor ``foreach`` path: about 2 ms). The updates agree to rounding.
+    The default flow has ~100 small parameter tensors; with the multi-tensor ``foreach`` update
+    (used before) AdamW took 2.8 ms of a 12 ms training step on two moons, fused 0.9 ms. The updates
+    agree to rounding. Other devices (e.g. MPS) or non-float parameters fall back to ``foreach``.
     """
     parameters = list(module.parameters())
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in parameters)

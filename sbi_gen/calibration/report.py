@@ -243,11 +243,12 @@ def calibrate(
     num_samples = draws.samples.shape[0]
     sample_s = time.perf_counter() - start
     reference, skip_reason = None, "no reference posterior"
-    if getattr(simulator, "has_reference_posterior", False) and c2st_observations <= 0:
-        skip_reason = "c2st_observations = 0 (the simulator has a reference posterior)"
-    if getattr(simulator, "has_reference_posterior", False) and c2st_observations > 0:
-        x_ref = test.x[: min(c2st_observations, len(test))]
-        reference = simulator.reference_posterior(x_ref).sample(num_samples, generator)
+    if getattr(simulator, "has_reference_posterior", False):
+        if c2st_observations > 0:
+            x_ref = test.x[: min(c2st_observations, len(test))]
+            reference = simulator.reference_posterior(x_ref).sample(num_samples, generator)
+        else:
+            skip_reason = "c2st_observations = 0 (the simulator has a reference posterior)"
     prior_draws = simulator.prior.sample(len(test), generator)
     report = calibrate_samples(
         draws, test.theta, simulator.prior.parameters, reference_samples=reference,
