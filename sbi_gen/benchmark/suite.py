@@ -223,6 +223,7 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
         spec = _cell_spec(config, registry, task, method, budget, out)
         cell_dir = out / "cells" / key
         cell_dir.mkdir(parents=True, exist_ok=True)
+        cell_start = time.perf_counter()
         if config.isolate:
             result = _run_isolated(spec, cell_dir, config.cell_timeout_s)
         else:
@@ -230,6 +231,7 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
                 result = run_cell(spec, registry)
             except Exception as error:  # one failing method must not stop the suite
                 result = {"task": task, "method": method, "budget": budget, "error": f"{type(error).__name__}: {error}"}
+        result["cell_seconds"] = time.perf_counter() - cell_start  # wall time of the cell, process start included
         results.append(result)
         _write_json(results_path, {**header, "cells": results})
         write_tables(results, config, out)
@@ -238,5 +240,6 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
         else:
             log(f"[{index}/{len(cells)}] {task} {method} {budget}: C2ST {result['c2st_mean']:.3f}, "
                 f"train {result['train_seconds']:.1f} s, sample {result['sample_seconds']:.2f} s, "
+                f"C2ST {result['c2st_seconds']:.1f} s, cell {result['cell_seconds']:.0f} s, "
                 f"peak {result['peak_rss_mb']:.0f} MB")
     return results  # results.json and the tables were written after the last cell that ran

@@ -39,6 +39,10 @@ def ratio_rows(results: list[dict[str, Any]], comparisons: dict[str, list[str]])
     return rows
 
 
+def _seconds(result: dict[str, Any], key: str) -> str:
+    return f"{result[key]:.0f}" if key in result else "-"  # results written before the field existed lack it
+
+
 def markdown(results: list[dict[str, Any]], comparisons: dict[str, list[str]]) -> str:
     """One table per budget (task x method), then the ratio table and any failed cells."""
     lines = ["# Benchmark results", "", CLASSIFIER_NOTE, ""]
@@ -48,17 +52,20 @@ def markdown(results: list[dict[str, Any]], comparisons: dict[str, list[str]]) -
         if not rows:
             continue
         lines += [f"## {budget:,} simulations", "",
-                  "| task | method | C2ST | train s | epochs | sample s (all obs.) | peak RSS MB |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| task | method | C2ST | train s | epochs | sample s (all obs.) | cell s | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in sorted(rows, key=lambda r: (r["task"], r["method"].startswith("sbi:"), r["method"])):
             lines.append(
                 f"| {r['task']} | {r['method']} | {r['c2st_mean']:.3f} ({max(r['c2st']):.3f}) | "
-                f"{r['train_seconds']:.1f} | {r['epochs']} | {r['sample_seconds']:.2f} | {r['peak_rss_mb']:.0f} |"
+                f"{r['train_seconds']:.1f} | {r['epochs']} | {r['sample_seconds']:.2f} | "
+                f"{_seconds(r, 'cell_seconds')} | {r['peak_rss_mb']:.0f} |"
             )
         lines.append("")
         first = rows[0]
+        total = sum(r.get("cell_seconds", 0.0) for r in rows)
         lines += [f"{first['num_observations']} observations x {first['num_samples']:,} posterior samples; "
-                  f"{first['threads']} torch threads per cell.", ""]
+                  f"{first['threads']} torch threads per cell; \"cell s\" is the cell's wall time (process start, "
+                  f"simulation, training, sampling and C2ST), {total / 60:.1f} min for the cells of this table.", ""]
     ratios = ratio_rows(results, comparisons)
     if ratios:
         lines += ["## Ours over sbi (same simulations, observations and classifier; below 1 favours sbi-gen)", "",

@@ -4,7 +4,7 @@
 posterior draws and ``write_report`` writes JSON, Markdown and PNG plots.
 """
 
-from sbi_gen.calibration.c2st import C2STResult, c2st
+from sbi_gen.calibration.c2st import C2STResult, c2st, c2st_per_observation
 from sbi_gen.calibration.c2st_checks import (
     C2STCheck,
     data_averaged_posterior_check,
@@ -46,6 +46,7 @@ __all__ = [
     "TARPResult",
     "Verdict",
     "c2st",
+    "c2st_per_observation",
     "calibrate",
     "calibrate_estimator",
     "calibrate_samples",

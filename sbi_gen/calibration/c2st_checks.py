@@ -27,7 +27,7 @@ from scipy import stats
 from torch import Tensor
 
 from sbi_gen.calibration.bands import binomial_interval
-from sbi_gen.calibration.c2st import c2st
+from sbi_gen.calibration.c2st import c2st, c2st_per_observation
 
 __all__ = ["C2STCheck", "data_averaged_posterior_check", "reference_c2st_check"]
 
@@ -63,8 +63,7 @@ def reference_c2st_check(
     Flags when the pooled accuracy is significantly (one-sided, level
     ``alpha``) above ``0.5 + margin``.
     """
-    accuracies = [c2st(reference_samples[:, b], posterior_samples[:, b], seed=seed).accuracy
-                  for b in range(posterior_samples.shape[1])]
+    accuracies = [r.accuracy for r in c2st_per_observation(reference_samples, posterior_samples, seed=seed)]
     sizes = [reference_samples.shape[0] + posterior_samples.shape[0]] * len(accuracies)
     correct, total = _pooled(accuracies, sizes)
     threshold = 0.5 + margin
