@@ -31,7 +31,6 @@ from nflows.transforms import (
     LULinear,
     MaskedAffineAutoregressiveTransform,
     MaskedPiecewiseRationalQuadraticAutoregressiveTransform,
-    PiecewiseRationalQuadraticCouplingTransform,
     RandomPermutation,
 )
 from nflows.utils import create_alternating_binary_mask
@@ -40,6 +39,7 @@ from torch import Tensor, nn
 from sbi_gen.estimator import PosteriorEstimator
 from sbi_gen.hookspecs import EstimatorSpec, hookimpl
 from sbi_gen.registry import get_registry
+from sbi_gen_plugins.spline import SplineCoupling
 
 __all__ = ["FlowPosterior", "ConditionalFlow"]
 
@@ -89,7 +89,7 @@ def _spline_coupling_layers(dim: int, context: int, hidden: int, bins: int, bloc
             return ResidualNet(in_features, out_features, hidden, context_features=context, num_blocks=blocks)
 
         layers.append(
-            PiecewiseRationalQuadraticCouplingTransform(
+            SplineCoupling(
                 mask=create_alternating_binary_mask(dim, even=i % 2 == 0),
                 transform_net_create_fn=conditioner,
                 num_bins=bins,
