@@ -35,6 +35,9 @@ def test_quick_mode_runs_every_cell(quick_run):
         assert 0.4 <= cell["c2st_mean"] <= 1.0
         assert cell["train_seconds"] > 0 and cell["sample_seconds"] > 0
         assert cell["peak_rss_mb"] >= cell["rss_before_training_mb"] > 50  # a real process with torch loaded
+        assert cell["jobs"] == 2 and cell["threads"] >= 1  # --quick keeps the default: two cells at a time
+        assert cell["c2st_seconds"] > 0
+        assert cell["cell_seconds"] > cell["train_seconds"] + cell["sample_seconds"] + cell["c2st_seconds"]
     # even a 15-epoch model on 1,000 simulations beats a prior-wide guess on the Gaussian task
     ours = [c for c in cells if c["task"] == "toy_gaussian" and not c["method"].startswith("sbi:")]
     assert min(c["c2st_mean"] for c in ours) < 0.9, [c["c2st_mean"] for c in ours]
@@ -87,6 +90,10 @@ def test_clear_errors(tmp_path, capsys):
         expand_methods(["flow"], "on", ["sbi:NLE"])
     with pytest.raises(ValueError, match="budgets"):
         SuiteConfig(tasks=["two_moons"], budgets=[1])
+    with pytest.raises(ValueError, match="in their own processes"):
+        SuiteConfig(tasks=["two_moons"], jobs=2, isolate=False)
+    with pytest.raises(ValueError, match="jobs and threads"):
+        SuiteConfig(tasks=["two_moons"], jobs=0)
     assert main(["benchmark", "--tasks", "no_such_task", "--out", str(tmp_path / "b"), "--sbi", "off"]) == 2
     assert "no_such_task" in capsys.readouterr().err
     misplaced = '{"toy_gaussian": {"dim": 10}}'  # the simulator option given without "simulator_options"

@@ -89,6 +89,7 @@ def run_cell(spec: dict[str, Any], registry: Registry | None = None) -> dict[str
         "peak_rss_mb": peak_mb,
         "rss_before_training_mb": baseline_mb,
         "threads": int(spec["threads"]),
+        "jobs": int(spec.get("jobs", 1)),  # cells running at the same time as this one (itself included)
         "error": None,
         **outcome,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +21,10 @@ DEFAULT_SBI_METHODS = "sbi:NPE-maf,sbi:NPE-nsf"
 
 #: the smoke run (under 2 minutes on 2 CPU cores): small budget, short training, few samples
 QUICK = {"tasks": "toy_gaussian,two_moons", "budgets": "1000", "observations": 2, "samples": 1000,
-         "max_epochs": 15, "sbi_methods": "sbi:NPE-maf", "threads": 1}
+         "max_epochs": 15, "sbi_methods": "sbi:NPE-maf"}
+
+#: cells at a time by default: two 1-thread cells use 2 cores better than one 2-thread cell
+DEFAULT_JOBS = 2
 
 
 #: what ``--task-options`` may give for each task
@@ -54,7 +58,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--max-epochs", type=int, help="cap on training epochs, for both toolkits")
     parser.add_argument("--task-options", type=json.loads, default={},
                         help='JSON: per task {"simulator_options": {...}, "estimator_options": {METHOD: {...}}}')
-    parser.add_argument("--threads", type=int, help="torch threads per cell (default: 2; --quick: 1)")
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+                        help=f"cells run at the same time, each in its own process (default: {DEFAULT_JOBS}; "
+                        "use 1 for timings on an otherwise idle machine)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per cell (default: the CPU cores divided among the jobs, at least 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: toy_gaussian and two_moons, 1000 simulations, 15 epochs, 2 x 1000 samples")
@@ -93,7 +101,8 @@ def config_from_args(args: argparse.Namespace) -> SuiteConfig:
         estimator_options={t: o.get("estimator_options", {}) for t, o in options.items()},
         training_options={"max_epochs": max_epochs} if max_epochs else {},
         sbi_training_options={"max_num_epochs": max_epochs} if max_epochs else {},
-        threads=args.threads or quick.get("threads", 2),
+        threads=args.threads or max(1, (os.cpu_count() or 1) // args.jobs),
+        jobs=1 if args.in_process else args.jobs,
         isolate=not args.in_process,
     )
 

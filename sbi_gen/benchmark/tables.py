@@ -64,7 +64,8 @@ def markdown(results: list[dict[str, Any]], comparisons: dict[str, list[str]]) -
         first = rows[0]
         total = sum(r.get("cell_seconds", 0.0) for r in rows)
         lines += [f"{first['num_observations']} observations x {first['num_samples']:,} posterior samples; "
-                  f"{first['threads']} torch threads per cell; \"cell s\" is the cell's wall time (process start, "
+                  f"{first['threads']} torch thread(s) per cell, {first.get('jobs', 1)} cell(s) at a time; "
+                  f"\"cell s\" is the cell's wall time (process start, "
                   f"simulation, training, sampling and C2ST), {total / 60:.1f} min for the cells of this table.", ""]
     ratios = ratio_rows(results, comparisons)
     if ratios:
