@@ -75,6 +75,22 @@ def test_a_failing_cell_is_recorded_and_the_rest_still_run(tmp_path):
     assert "Failed cells" in (tmp_path / "bench" / "results.md").read_text()
 
 
+def test_resume_can_add_methods_and_keeps_earlier_cells_and_references(tmp_path):
+    common = dict(budgets=[300], num_observations=1, num_samples=200, isolate=False, threads=1,
+                  training_options={"max_epochs": 2})
+    out = tmp_path / "bench"
+    first = run_suite(SuiteConfig(tasks=["toy_gaussian"], methods=["flow"], **common), out, log=lambda m: None)
+    lines = []
+    grown = SuiteConfig(tasks=["toy_gaussian", "two_moons"], methods=["flow", "flow_matching"], **common)
+    results = run_suite(grown, out, resume=True, log=lines.append)
+    assert results[0] == first[0]  # the finished cell is kept, not rerun
+    assert {(r["task"], r["method"]) for r in results} == {
+        (t, m) for t in ("toy_gaussian", "two_moons") for m in ("flow", "flow_matching")}
+    assert [line.split("]")[0] for line in lines if line.startswith("[")] == ["[2/4", "[3/4", "[4/4"]
+    stored = json.loads((out / "results.json").read_text())
+    assert set(stored["references"]) == {"toy_gaussian", "two_moons"} and stored["references"]["toy_gaussian"]["reused"]
+
+
 def test_ratio_rows_divide_ours_by_the_matching_sbi_method():
     cell = {"task": "t", "budget": 10, "c2st": [0.6], "error": None}
     results = [

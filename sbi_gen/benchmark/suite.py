@@ -215,12 +215,15 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results: list[dict[str, Any]] = []
+    references: dict[str, Any] = {}  # with --resume, those of tasks run by earlier invocations are kept
     if results_path.exists():
         if not resume:
             raise FileExistsError(f"{results_path} exists; pass --resume to complete it, or choose another --out")
-        results = [r for r in json.loads(results_path.read_text())["cells"] if not r.get("error")]
+        previous = json.loads(results_path.read_text())
+        results = [r for r in previous["cells"] if not r.get("error")]
+        references = dict(previous.get("references", {}))
     done = {cell_key(r["task"], r["method"], r["budget"]) for r in results}
-    header = {"config": asdict(config), "references": {}}
+    header = {"config": asdict(config), "references": references}
     for task in config.tasks:
         info = prepare_reference(registry, task, config.simulator_options.get(task, {}), config.num_observations,
                                  config.num_samples, config.seed, out / "references" / f"{task}.npz")
@@ -229,6 +232,7 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
         log(f"reference {task}: {took}")
     cells = [(t, m, b) for b in config.budgets for t in config.tasks for m in config.methods]
     pending = [cell for cell in cells if cell_key(*cell) not in done]
+    finished = len(cells) - len(pending)  # cells of this grid done, counting those kept by --resume
 
     def run_cell_timed(task: str, method: str, budget: int) -> dict[str, Any]:
         spec = _cell_spec(config, registry, task, method, budget, out)
@@ -246,10 +250,12 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
         return result
 
     def record(result: dict[str, Any]) -> None:
+        nonlocal finished
         results.append(result)
         _write_json(results_path, {**header, "cells": results})
         write_tables(results, config, out)
-        where = f"[{len(results)}/{len(cells)}] {result['task']} {result['method']} {result['budget']}"
+        finished += 1
+        where = f"[{finished}/{len(cells)}] {result['task']} {result['method']} {result['budget']}"
         if result.get("error"):
             log(f"{where}: FAILED {result['error']}")
         else:
