@@ -67,7 +67,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: toy_gaussian and two_moons, 1000 simulations, 15 epochs, 2 x 1000 samples")
     parser.add_argument("--in-process", action="store_true",
-                        help="run cells in this process (faster start; peak memory is then cumulative)")
+                        help="run cells in this process, one at a time (--jobs is ignored; faster start; "
+                        "peak memory is then cumulative)")
     parser.add_argument("--resume", action="store_true", help="complete an interrupted run in --out")
     parser.add_argument("-o", "--out", help="output directory (default: runs/benchmark-TIME)")
     return parser
