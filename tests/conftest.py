@@ -10,8 +10,10 @@ from sbi_gen.registry import Registry
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    torch.set_num_threads(2)
+def _one_thread():
+    """One torch thread per test unless a test measures threading: with more, tests running next to other work
+    oversubscribe the cores (on 2 cores, 2 threads per test took the suite from 6 to 37 minutes)."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture()

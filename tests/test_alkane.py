@@ -24,6 +24,7 @@ from sbi_gen_simulators.alkane_forcefield import (
 from sbi_gen_simulators.alkane_geometry import internal_coordinates, nerf, random_rotations
 
 FF = ForceField()
+EPS = float(torch.finfo(torch.float64).eps)
 THETAS = [(*TRAPPE_TORSION, 300.0), (6.0, -2.0, 10.0, 250.0), (0.0, 1.0, 2.0, 500.0)]
 
 
@@ -49,6 +50,7 @@ def quadrature_cdf(kind, theta):
 
 
 def test_constants_follow_trappe_and_astropy():
+    # the module evaluates this very expression (Python floats, no libm): equal on every machine
     assert GAS_CONSTANT == pytest.approx((const.k_B * const.N_A).to(u.kJ / u.mol / u.K).value, rel=1e-15)
     assert FF.k_a == pytest.approx(519.65, abs=0.01)
     assert math.degrees(FF.a0) == pytest.approx(114.0)
@@ -77,11 +79,17 @@ def test_normalizers_match_quadrature(theta):
     temperature = torch.tensor(theta[3], dtype=torch.float64)
     for kind, closed_form in [("angle", FF.angle_log_normalizer), ("bond", FF.bond_log_normalizer)]:
         grid, density = density_grid(kind, theta)
+        # tails beyond the grid < 1e-20 (module docstring) and an integrand < 1e-35 at its ends leave rounding: 4e5
+        # positive terms summed (<= 4e5 eps/2 = 4.4e-11 relative, any order) and ~100 eps in exp: << 1e-9
         assert float(closed_form(temperature)) == pytest.approx(math.log(torch.trapezoid(density, grid)), abs=1e-9)
     reduced = torch.tensor(theta[:3], dtype=torch.float64) / (GAS_CONSTANT * theta[3])
+    # both periodic rules have converged (aliasing ~ I_128(|c| / RT) ~ 1e-200); rounding on each side: the exponents
+    # (3-term products, cos: <= 4 eps sum |c_k| / RT <= 1e-14), torch's cascade sum in logsumexp (<= ~50 eps/2 for
+    # 4096 terms) and the final log and add (~ 2 eps): <= 2.5e-14 each, 5e-14 apart < 1e-13
     assert float(torsion_log_normalizer(reduced)) == pytest.approx(float(torsion_log_normalizer(reduced, 4096)),
                                                                     abs=1e-13)
     grid, density = density_grid("dihedral", theta)
+    # the periodic trapezoid rule on 4e5 points: rounding only, as for the bonds and angles above
     assert float(torsion_log_normalizer(reduced)) == pytest.approx(math.log(torch.trapezoid(density, grid)), abs=1e-9)
 
 
@@ -93,6 +101,9 @@ def test_nerf_round_trip():
     dihedrals[0] = math.pi  # all-trans
     result = internal_coordinates(nerf(bonds, angles, dihedrals))
     wrapped = torch.remainder(result[2] - dihedrals + math.pi, 2 * math.pi) - math.pi
+    # each bead is placed from its 3 predecessors with ~3 eps P of rounding (P = max |r| < 1 nm): bonds to ~3 eps P,
+    # angles (atan2) to 2 (3 eps P) / b_min, dihedrals to 3 (3 eps P) / (b_min sin a_min), b_min > 0.1 nm and
+    # a_min >= 0.2 rad: <= 1e-13 (observed 1.3e-15), below 1e-12
     assert (result[0] - bonds).abs().max() < 1e-12
     assert (result[1] - angles).abs().max() < 1e-12
     assert wrapped.abs().max() < 1e-12
@@ -107,7 +118,16 @@ def test_frame_and_permutation_leave_the_statistics_unchanged():
     moved = moved[:, torch.randperm(20, generator=torch.Generator().manual_seed(5))]
     reference = simulator.statistics_from_coordinates(coordinates)
     assert reference.shape == (3, 5)
-    assert (simulator.statistics_from_coordinates(moved) - reference).abs().max() < 1e-12
+    # Rounding only. Rotating and shifting moves a bead by <= 4 eps P (a 3-term product, the shift, R orthogonal
+    # to ~eps; P = max |coordinate|, 3.1 nm) and each side rounds its bond vectors at <= eps P, so bond vectors are
+    # <= db = 2 sqrt(3) 6 eps P apart: bonds by db, angles by 2 db / b_min, dihedrals by 3 db / (b_min sin a_min).
+    # The statistics move by k d_phi (mean cos k phi), (180 / pi) d_angle (rms angle, deg) and 1000 db (rms bond,
+    # pm): <= 1.4e-11 (observed 5e-15); a frame or order dependence would be >= 1e-6.
+    bonds, angles, _ = internal_coordinates(coordinates)
+    db = 2 * math.sqrt(3) * 6 * EPS * float(moved.abs().max())
+    d_angle, d_phi = 2 * db / float(bonds.min()), 3 * db / float(bonds.min() * torch.sin(angles).min())
+    bound = torch.tensor([d_phi, 2 * d_phi, 3 * d_phi, math.degrees(d_angle), 1000 * db], dtype=torch.float64)
+    assert bool(((simulator.statistics_from_coordinates(moved) - reference).abs() <= bound).all())
 
 
 def test_summary_and_set_variants_agree_with_the_exact_moments():
@@ -168,6 +188,7 @@ def test_log_likelihood_is_the_conformations_log_density_up_to_a_constant():
     difference = simulator.log_likelihood(thetas[:, None], x)[:, 0] - torch.tensor([direct(t) for t in thetas])
     assert difference.std() < 1e-3 * difference.abs().mean().clamp_min(1.0)
     summary = sbi_gen.get_simulator("alkane", num_conformations=3)
+    # the same function of the same statistics on both sides (allclose's default atol, 1e-8, applies too)
     assert torch.allclose(summary.log_likelihood(thetas[:, None], simulator.statistics(x)),
                           simulator.log_likelihood(thetas[:, None], x), rtol=1e-12)
 
@@ -178,6 +199,8 @@ def test_dihedrals_only_depends_on_c_over_t():
     theta = torch.tensor([[2.0, -0.5, 5.0, 300.0]], dtype=torch.float64)
     x = simulator.simulate(theta.float(), torch.Generator().manual_seed(11))
     scaled = theta * 1.4
+    # c / RT agrees to ~4 eps; log_l = -250 (E / RT + log Z_t(c / RT)), each term <= ~10: <= 1e-11 apart, within
+    # allclose's default atol (1e-8)
     assert torch.allclose(simulator.log_likelihood(theta, x), simulator.log_likelihood(scaled, x), rtol=1e-12)
     frozen = sbi_gen.get_simulator("alkane_set", dihedrals_only=True)
     bonds, angles, _ = internal_coordinates(frozen.simulate(theta.float(), torch.Generator()).double())

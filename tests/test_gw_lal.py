@@ -53,6 +53,12 @@ def test_waveform_equals_lalsimulation(case):
     nonzero = theirs != 0
     assert np.array_equal(ours != 0, nonzero)  # same support, hence the same last non-zero bin
     assert np.flatnonzero(ours)[-1] == np.flatnonzero(theirs)[-1]
+    # Rounding only: this LAL and astropy share G M_sun / c^3 to 1 ulp and the parsec exactly (a LAL with the
+    # measured G M_sun = 1.32712442099e20 instead of the IAU nominal one would be 1.6e-8 apart in mass, ~1e-5 rad in
+    # phase). Ours: <= 64 eps S (S <= 1100 rad, see test_gw);
+    # LAL adds the epoch phase 2 pi f / df (<= 1.3e4 rad) and the phiRef mapping (delta <= 80 rad), rounded at
+    # ~ 4 eps of each: <= 2e-11 + 1.2e-11 (observed 2.4e-12), below 1e-8, which a 1e-9 relative slip in the leading
+    # PN terms (~300 rad) would exceed
     assert np.abs(ours[nonzero] / theirs[nonzero] - 1).max() < 1e-8
     psd = psd_on_grid(GRID).numpy()
     assert match(ours, theirs, GRID.numpy(), psd).match >= 0.99999
@@ -67,6 +73,8 @@ def test_pn_coefficients_equal_lalsimulation(masses):
     # our 2.5PN constant carries 3 ln(1 / v_lso) = (3/2) ln 6 (BIOPS Eq. 3.18); LAL's does not
     a[5] -= 3 / (128 * eta) * math.pi * (38645 / 756 - 65 / 9 * eta) * 1.5 * math.log(6)
     lal_a, lal_b = np.array(phasing.v[:8]), np.array(phasing.vlogv[:8])
+    # a handful of roundings each; the worst cancellation (a_6, ~2500 - 2100 - 450 - 190 = -280 plus eta terms) and
+    # the subtracted 2.5PN log amplify them <= 20x: <= ~100 eps = 2e-14 (observed 3 eps), below 1e-12
     np.testing.assert_allclose(a, lal_a, rtol=1e-12, atol=0)
     np.testing.assert_allclose(b, lal_b, rtol=1e-12, atol=0)
     assert np.all(np.array(phasing.vlogvsq[:8]) == 0)
