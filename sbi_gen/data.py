@@ -64,11 +64,22 @@ def simulate(simulator, n: int, seed: int = 0, batch_size: int = 10_000) -> Simu
 
 
 def _as_float_tensor(array: Any, what: str) -> Tensor:
+    """``array`` as float32; complex, object, string or ragged data is a :class:`DataError` (never truncated)."""
+    if isinstance(array, Tensor):
+        if array.is_complex():
+            raise DataError(f"{what} is complex; sbi-gen works with real arrays: split it into real and imaginary "
+                            "parts (e.g. torch.view_as_real)")
+        return array.float()
     try:
-        tensor = torch.as_tensor(np.asarray(array), dtype=torch.float32)
+        values = np.asarray(array)
     except (TypeError, ValueError) as error:
         raise DataError(f"{what} is not a numeric array: {error}") from None
-    return tensor
+    if values.dtype.kind == "c":
+        raise DataError(f"{what} is complex; sbi-gen works with real arrays: split it into real and imaginary "
+                        "parts (e.g. np.stack([a.real, a.imag], -1))")
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"{what} holds {values.dtype} values, not numbers")
+    return torch.as_tensor(values, dtype=torch.float32)
 
 
 def check_pairs(
@@ -127,7 +138,7 @@ def check_pairs(
 
 def check_observations(x_obs: Any, x_shape: tuple[int, ...]) -> Tensor:
     """Return observations as ``[B, *x_shape]`` float32; a single ``x_shape`` array becomes ``B = 1``."""
-    x = _as_float_tensor(x_obs, "x_obs") if not isinstance(x_obs, Tensor) else x_obs.float()
+    x = _as_float_tensor(x_obs, "x_obs")
     if tuple(x.shape) == tuple(x_shape):
         x = x.unsqueeze(0)
     if tuple(x.shape[1:]) != tuple(x_shape):
@@ -180,8 +191,11 @@ def load_simulations(path: str | os.PathLike) -> SimulationSet:
         raise ModelFileError(f"no simulation file at {path}")
     if path.suffix in (".h5", ".hdf5"):
         return _load_hdf5(path)
+    if path.suffix != ".npz":
+        raise DataError(f"{path}: simulation files are .npz or .h5/.hdf5 holding arrays theta and x, got "
+                        f"{path.suffix or 'no suffix'!r} (an .npy file holds one array: save both with np.savez)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with _open_npz(path) as archive:
             missing = {"theta", "x"} - set(archive.files)
             if missing:
                 raise DataError(f"{path} lacks the array(s) {sorted(missing)}; it holds {sorted(archive.files)}")
@@ -195,6 +209,13 @@ def load_simulations(path: str | os.PathLike) -> SimulationSet:
     except ValueError as error:
         raise ModelFileError(f"{path} could not be read without unpickling ({error})") from None
     return SimulationSet(_as_float_tensor(theta, "theta"), _as_float_tensor(x, "x"), meta)
+
+
+def _open_npz(path: Path):
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} holds a single array, not an .npz archive with arrays theta and x")
+    return loaded
 
 
 def _load_hdf5(path: Path) -> SimulationSet:
@@ -216,6 +237,9 @@ def _load_hdf5(path: Path) -> SimulationSet:
             missing = {"theta", "x"} - set(file.keys())
             if missing:
                 raise DataError(f"{path} lacks the dataset(s) {sorted(missing)}; it holds {sorted(file.keys())}")
+            groups = [key for key in ("theta", "x") if not isinstance(file[key], h5py.Dataset)]
+            if groups:
+                raise DataError(f"{path}: {', '.join(groups)} must be dataset(s) of numbers, not group(s)")
             theta, x = file["theta"][()], file["x"][()]
             meta = json.loads(file.attrs["meta"]) if "meta" in file.attrs else {}
     except OSError as error:

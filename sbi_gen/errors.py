@@ -11,6 +11,9 @@ __all__ = [
     "PriorSupportError",
     "ModelFileError",
     "NotFittedError",
+    "DeviceError",
+    "UntrustworthyResultError",
+    "TrainingDivergedError",
 ]
 
 
@@ -44,3 +47,18 @@ class ModelFileError(SbiGenError, OSError):
 
 class NotFittedError(SbiGenError, RuntimeError):
     """An estimator was used before `fit` or `load`."""
+
+
+class DeviceError(SbiGenError, ValueError):
+    """A device name is unknown, or names hardware that is not available."""
+
+
+class UntrustworthyResultError(SbiGenError, RuntimeError):
+    """A computed result is wrong or cannot be trusted (non-finite samples, a failed diagnostic).
+
+    The command line exits with status 3 on it, never 0, and writes no result file.
+    """
+
+
+class TrainingDivergedError(UntrustworthyResultError):
+    """Training ended without a finite validation loss: there is no usable model to save."""

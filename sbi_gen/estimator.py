@@ -18,7 +18,6 @@ A plugin implements four methods:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from abc import ABC, abstractmethod
@@ -26,22 +25,25 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from sbi_gen.data import check_observations, check_pairs
-from sbi_gen.errors import DataError, ModelFileError, NotFittedError
+from sbi_gen.device import resolve_device
+from sbi_gen.errors import DataError, ModelFileError, NotFittedError, UntrustworthyResultError
+from sbi_gen.model_files import (
+    CONFIG_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    read_model_files,
+    write_model_files,
+)
 from sbi_gen.nn import ParameterTransform, Standardize, loading_weights
 from sbi_gen.prior import Prior, prior_from_config
-from sbi_gen.training import TrainingConfig, TrainingHistory, resolve_device, train
+from sbi_gen.training import TrainingConfig, TrainingHistory, train
 
 __all__ = ["PosteriorEstimator", "load_estimator", "FORMAT_NAME", "FORMAT_VERSION"]
 
-FORMAT_NAME = "sbi-gen-estimator"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
 
 
 class PosteriorEstimator(ABC):
@@ -195,7 +197,7 @@ class PosteriorEstimator(ABC):
 
     def training_config(self, **overrides: Any) -> TrainingConfig:
         """A :class:`TrainingConfig` with this plugin's :attr:`training_defaults`, then ``overrides``."""
-        fields = {"device": str(self.device), **self.training_defaults, **overrides}
+        fields = {**self.training_defaults, **overrides}
         try:
             return TrainingConfig(**fields)
         except TypeError as error:
@@ -217,7 +219,9 @@ class PosteriorEstimator(ABC):
         chunk = max(1, max_batch // len(x))
         parts = [self.sample_z(x, min(chunk, n - i), generator) for i in range(0, n, chunk)]
         z = torch.cat(parts) if parts else torch.empty(0, len(x), self.prior.dim, device=self.device)
-        return network["theta_transform"].inverse(z).cpu()
+        theta = network["theta_transform"].inverse(z).cpu()
+        _require_finite_samples(theta)
+        return theta
 
     @torch.no_grad()
     def log_prob(self, theta: Any, x_obs: Any) -> Tensor:
@@ -276,8 +280,7 @@ class PosteriorEstimator(ABC):
         path.mkdir(parents=True, exist_ok=True)
         state = {key: value.detach().cpu().contiguous().clone() for key, value in self.network.state_dict().items()}
         config = self.config()
-        _atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
-        _atomic_write(path / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
+        write_model_files(path, config, state)
         return path
 
     @classmethod
@@ -311,6 +314,17 @@ class _BoundPosterior:
         return self.estimator.log_prob(theta, self.x)
 
 
+def _require_finite_samples(theta: Tensor) -> None:
+    """Raise :class:`UntrustworthyResultError` if any sample ``[n, B, d]`` holds NaN or inf."""
+    bad = ~torch.isfinite(theta).all(-1)
+    if bool(bad.any()):
+        rows = bad.any(0).nonzero().flatten().tolist()
+        raise UntrustworthyResultError(
+            f"{int(bad.sum())} of {bad.numel()} posterior samples hold NaN or inf (observations {rows[:10]}): "
+            "the model is broken (diverged training or damaged weights); retrain it"
+        )
+
+
 def _as_store(data: Any):
     """``data`` as a :class:`~sbi_gen.store.SimulationStore` if it is one (or a path to one), else ``None``."""
     from sbi_gen.store import SimulationStore, is_store
@@ -322,47 +336,19 @@ def _as_store(data: Any):
     return None
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def load_estimator(path: str | os.PathLike, device: str = "cpu", registry=None) -> PosteriorEstimator:
     """Load a saved estimator directory; the plugin named in its config must be installed."""
     from sbi_gen.registry import get_registry
 
-    path = Path(path)
-    config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
-    if not config_file.is_file():
-        raise ModelFileError(f"{path} is not a saved sbi-gen model: {CONFIG_FILE} is missing")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{config_file} is corrupt: not valid JSON ({error})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{config_file} is not an sbi-gen model config (no format {FORMAT_NAME!r})")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} was saved in format version {config['format_version']}; this sbi-gen reads up to "
-            f"{FORMAT_VERSION}: upgrade sbi-gen"
-        )
-    missing = {"plugin", "options", "prior", "x_shape"} - set(config)
-    if missing:
-        raise ModelFileError(f"{config_file} lacks the key(s) {sorted(missing)}")
+    device = str(resolve_device(device))  # an unknown or absent device is named before any file is read
+    config, state = read_model_files(path)
     factory = (registry or get_registry()).spec("estimator", config["plugin"]).factory
     if not (isinstance(factory, type) and issubclass(factory, PosteriorEstimator)):
         raise ModelFileError(f"estimator plugin {config['plugin']!r} cannot load saved models")
-    if not weights_file.is_file():
-        raise ModelFileError(f"{path}: {WEIGHTS_FILE} is missing")
-    try:
-        state = load_file(str(weights_file))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ModelFileError(f"{weights_file} is corrupt or truncated ({error})") from None
     try:
         return factory.from_config(config, state, device=device)
     except RuntimeError as error:
-        raise ModelFileError(f"{weights_file} does not match {CONFIG_FILE}: {error}") from None
+        raise ModelFileError(f"{Path(path) / WEIGHTS_FILE} does not match {CONFIG_FILE}: {error}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise ModelFileError(f"{Path(path) / CONFIG_FILE} holds a field of the wrong type or value "
+                             f"({type(error).__name__}: {error})") from None

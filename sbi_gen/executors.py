@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sbi_gen.errors import DataError, SbiGenError
+from sbi_gen.locking import exclusive_output
 from sbi_gen.store import BackgroundWriter, SimulationStore
 
 __all__ = ["Executor", "InProcessExecutor", "DaskExecutor", "make_executor", "ChunkTask", "ChunkError",
@@ -288,12 +289,13 @@ def simulate_to_store(
         raise DataError("simulate_to_store needs a registered simulator (from get_simulator): workers rebuild it "
                         "by name")
     plugin = get_registry().plugin_of("simulator", simulator.name)
-    store = SimulationStore.create(
-        path, simulator.describe(), num_simulations, seed, chunk_size, non_finite,
-        plugin={"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version},
-    )
-    _SIMULATORS[(id(get_registry()), simulator.name, json.dumps(simulator.options, sort_keys=True))] = simulator
-    return _run(store, executor, progress, background_write)
+    with exclusive_output(path):  # a second writer of the same path is refused, never silently replaces it
+        store = SimulationStore.create(
+            path, simulator.describe(), num_simulations, seed, chunk_size, non_finite,
+            plugin={"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version},
+        )
+        _SIMULATORS[(id(get_registry()), simulator.name, json.dumps(simulator.options, sort_keys=True))] = simulator
+        return _run(store, executor, progress, background_write)
 
 
 def resume_store(path: str | Path, executor: InProcessExecutor | DaskExecutor | None = None,
@@ -304,14 +306,19 @@ def resume_store(path: str | Path, executor: InProcessExecutor | DaskExecutor | 
     """
     from sbi_gen.registry import get_registry
 
+    with exclusive_output(path):
+        return _resume_locked(path, executor, progress, background_write, get_registry())
+
+
+def _resume_locked(path, executor, progress: bool, background_write: bool, registry) -> SimulationReport:
     store = SimulationStore.open(path)
     recorded = store.meta.get("plugin") or {}
     name = store.meta["simulator"]["name"]
-    plugin = get_registry().plugin_of("simulator", name)
+    plugin = registry.plugin_of("simulator", name)
     if recorded and (plugin.distribution, plugin.version) != (recorded.get("distribution"), recorded.get("version")):
         warnings.warn(
             f"{store.path} was started with simulator {name!r} from {recorded.get('distribution')} "
             f"{recorded.get('version')}; resuming with {plugin.distribution} {plugin.version}", RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return _run(store, executor, progress, background_write)

@@ -25,6 +25,7 @@ import torch
 
 from sbi_gen.calibration import c2st, calibrate_estimator, sbc_test, write_report
 from sbi_gen.data import SimulationSet, save_simulations, simulate
+from sbi_gen.device import resolve_device
 from sbi_gen.registry import Registry, get_registry
 
 __all__ = ["RunConfig", "run", "prepare_run_dir"]
@@ -42,6 +43,8 @@ class RunConfig:
         num_posterior_samples: posterior draws per held-out observation.
         num_sbc: simulations for the SBC check; ``sbc_samples`` draws for each.
         seed: seeds simulation, training and sampling.
+        device: where the network trains and samples (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``);
+            checked before anything is simulated or written.
         training_options: :class:`TrainingConfig` fields to override; the rest
             are the estimator's own training defaults.
         calibration_report: write the calibration report (on the SBC pairs,
@@ -58,6 +61,7 @@ class RunConfig:
     num_sbc: int = 200
     sbc_samples: int = 1_000
     seed: int = 0
+    device: str = "cpu"
     training_options: dict[str, Any] = field(default_factory=dict)
     calibration_report: bool = True
 
@@ -79,13 +83,15 @@ def _log(message: str, quiet: bool) -> None:
 def run(config: RunConfig, out: str | Path, registry: Registry | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run the main job into the new directory ``out``; return the metrics (also in ``metrics.json``)."""
     registry = registry or get_registry()
-    out = prepare_run_dir(out)
-    (out / "run.json").write_text(json.dumps(asdict(config), indent=2))
+    device = str(resolve_device(config.device))  # a device that is not there fails before anything is written
     simulator = registry.simulator(config.simulator, **config.simulator_options)
     estimator_options = registry.estimator_options_for(
         config.estimator, config.simulator, config.estimator_options, config.simulator_options
     )
-    estimator = registry.estimator(config.estimator, **estimator_options)
+    estimator = registry.estimator(config.estimator, device=device, **estimator_options)
+    training = estimator.training_config(**{**config.training_options, "seed": config.seed})
+    out = prepare_run_dir(out)  # only once every setting has been checked
+    (out / "run.json").write_text(json.dumps(asdict(config), indent=2))
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -96,7 +102,6 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     _log(f"simulated {len(train_set)} training pairs from {simulator!r} in {timings['simulate_s']:.1f} s", quiet)
 
     start = time.perf_counter()
-    training = estimator.training_config(**{**config.training_options, "seed": config.seed})
     history = estimator.fit(train_set.theta, train_set.x, simulator.prior, training)
     timings["train_s"] = time.perf_counter() - start
     estimator.metadata["simulator"] = simulator.describe()
@@ -119,6 +124,7 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
         "simulator": config.simulator,
         "estimator": config.estimator,
         "num_simulations": config.num_simulations,
+        "device": device,
         "training": {"epochs": len(history.train_loss), "stopped_because": history.stopped_because,
                      "best_validation_loss": history.best_validation_loss},
     }

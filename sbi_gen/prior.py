@@ -199,11 +199,22 @@ class GaussianPrior(Prior):
     ) -> None:
         self.mean = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
         cov = torch.as_tensor(covariance, dtype=torch.float64)
+        if not (bool(torch.isfinite(self.mean).all()) and bool(torch.isfinite(cov).all())):
+            raise ValueError("mean and covariance of a Gaussian prior must be finite (no inf or NaN)")
         if cov.ndim == 1:
             cov = torch.diag(cov)
         d = self.mean.numel()
         if cov.shape != (d, d):
             raise ValueError(f"covariance must be [{d}, {d}] or [{d}], got {tuple(cov.shape)}")
+        # symmetric as given: a JSON round trip is exact, so any asymmetry beyond rounding of the largest
+        # entry (64 ulp) is a typo that the Cholesky factor would silently resolve one way
+        asymmetry = float((cov - cov.T).abs().max())
+        if asymmetry > 64 * torch.finfo(torch.float64).eps * float(cov.abs().max()):
+            i, j = divmod(int((cov - cov.T).abs().argmax()), d)
+            raise ValueError(
+                f"covariance of a Gaussian prior must be symmetric; entry [{i}][{j}] = {float(cov[i, j]):g} but "
+                f"[{j}][{i}] = {float(cov[j, i]):g}"
+            )
         try:
             self.scale_tril = torch.linalg.cholesky(cov)
         except torch.linalg.LinAlgError:
@@ -340,6 +351,14 @@ def prior_from_config(config: dict[str, Any]) -> Prior:
         )
     kind = config["type"]
     parameters = config.get("parameters")
+    for key in ("low", "high", "mean", "covariance"):
+        if key in config:
+            _require_numbers(config[key], f"{kind} prior spec: {key!r}")
+    kinds = config.get("kinds")
+    if kinds is not None and not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
+        raise DataError(f"{kind} prior spec: 'kinds' must be a list of names, got {config['kinds']!r}")
+    if parameters is not None and not isinstance(parameters, list):
+        raise DataError(f"{kind} prior spec: 'parameters' must be a list of names or dicts, got {parameters!r}")
     try:
         if kind == "uniform":
             return UniformPrior(config["low"], config["high"], parameters)
@@ -349,4 +368,17 @@ def prior_from_config(config: dict[str, Any]) -> Prior:
             return IndependentPrior(config["kinds"], config["low"], config["high"], parameters)
     except KeyError as missing:
         raise DataError(f"{kind} prior spec is missing the key {missing}") from None
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{kind} prior spec: {error}") from None
     raise DataError(f"unknown prior type {kind!r}; expected 'uniform', 'gaussian' or 'independent'")
+
+
+def _require_numbers(value: Any, what: str) -> None:
+    """A list of numbers (or of lists of numbers), as JSON gives them; else a :class:`DataError` naming ``what``."""
+    def numeric(item: Any) -> bool:
+        if isinstance(item, list):
+            return bool(item) and all(numeric(element) for element in item)
+        return isinstance(item, (int, float)) and not isinstance(item, bool)
+
+    if not (isinstance(value, list) and numeric(value)):
+        raise DataError(f"{what} must be a non-empty list of numbers, got {value!r}")

@@ -7,15 +7,24 @@ expectations as ``N`` grows, and the mean weight estimates the evidence
 ``p(x)`` (Dax et al. 2023, "Neural importance sampling for rapid and reliable
 gravitational-wave inference", arXiv:2210.05686).
 
-The effective sample size ``ESS = (sum w)^2 / sum w^2`` and the sample
-efficiency ``ESS / N`` say how far to trust the result: a proposal that
-misses posterior mass, or is much narrower than the posterior, gives a few
-dominant weights and a low efficiency. Below ``min_efficiency`` (1% by default)
-the amortized posterior is untrustworthy for this observation.
+Three diagnostics decide whether to trust the result, and all must pass:
+
+- the effective sample size ``ESS = (sum w)^2 / sum w^2`` reaches ``min_ess``
+  (100 by default): the ratio alone cannot fail for few proposals, since
+  ``ESS >= 1`` makes ``ESS / N >= 1%`` whenever ``N <= 100``;
+- the sample efficiency ``ESS / N`` reaches ``min_efficiency`` (1%): a proposal
+  that misses posterior mass, or is much narrower than the posterior, gives a
+  few dominant weights;
+- the Pareto ``k-hat`` of the weights' tail (:mod:`sbi_gen.psis`) is at most
+  ``min(1 - 1/log10 N, 0.7)`` (Vehtari et al. 2024): above it the weights have
+  so heavy a tail that ESS and the evidence's error bar are themselves
+  unreliable, which is what happens when the observation lies far outside
+  what the amortized posterior was trained on.
 
 The evidence's standard error follows from the delta method,
-``se(log Z) = std(w) / (mean(w) sqrt(N))``. Proposals outside the prior or
-with a ``-inf`` / NaN likelihood get weight zero and are counted.
+``se(log Z) = std(w) / (mean(w) sqrt(N))``; it is quoted as reliable only when
+the result is trustworthy. Proposals outside the prior or with a ``-inf`` /
+NaN likelihood get weight zero and are counted.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import torch
 from torch import Tensor
 
 from sbi_gen.data import check_observations
+from sbi_gen.psis import pareto_k_hat, pareto_k_threshold
 
 __all__ = ["ImportanceResult", "importance_sample"]
 
@@ -52,12 +62,34 @@ class ImportanceResult:
     zero_weight_reasons: dict[str, int]
     proposal_log_prob_method: str
     min_efficiency: float
+    min_ess: float = 100.0
+    pareto_k: float = math.nan
     diagnosis: str = field(default="")
 
     @property
+    def pareto_k_threshold(self) -> float:
+        """The largest trustworthy Pareto ``k-hat`` for this many proposals."""
+        return pareto_k_threshold(len(self.samples))
+
+    @property
+    def failed_checks(self) -> list[str]:
+        """The diagnostics that fail, each as a short sentence (empty when the result is trustworthy)."""
+        failed = []
+        if not self.ess >= self.min_ess:
+            failed.append(f"ESS {self.ess:.1f} is below the minimum {self.min_ess:g}")
+        if not self.efficiency >= self.min_efficiency:
+            failed.append(f"efficiency {100 * self.efficiency:.2f}% is below {100 * self.min_efficiency:g}%")
+        if math.isnan(self.pareto_k):
+            failed.append("too few proposals for the Pareto k-hat tail diagnostic")
+        elif self.pareto_k > self.pareto_k_threshold:
+            failed.append(f"Pareto k-hat {self.pareto_k:.2f} exceeds {self.pareto_k_threshold:.2f} (the weights' "
+                          "tail is too heavy for ESS or the evidence's error to mean anything)")
+        return failed
+
+    @property
     def trustworthy(self) -> bool:
-        """Whether the sample efficiency reaches ``min_efficiency``."""
-        return self.efficiency >= self.min_efficiency
+        """Whether ESS, sample efficiency and Pareto ``k-hat`` all pass."""
+        return not self.failed_checks
 
     @property
     def weights(self) -> Tensor:
@@ -77,6 +109,11 @@ class ImportanceResult:
             "zero_weight_reasons": self.zero_weight_reasons,
             "proposal_log_prob_method": self.proposal_log_prob_method,
             "min_efficiency": self.min_efficiency,
+            "min_ess": self.min_ess,
+            "pareto_k": self.pareto_k,
+            "pareto_k_threshold": self.pareto_k_threshold,
+            "log_evidence_se_reliable": self.trustworthy,
+            "failed_checks": self.failed_checks,
             "trustworthy": self.trustworthy,
             "diagnosis": self.diagnosis,
         }
@@ -86,16 +123,18 @@ def _diagnose(result: ImportanceResult) -> str:
     n = len(result.samples)
     text = (
         f"{n} proposals, ESS {result.ess:.1f}, sample efficiency {100 * result.efficiency:.2f}%, "
-        f"log evidence {result.log_evidence:.4f} +- {result.log_evidence_se:.4f}"
+        f"Pareto k-hat {result.pareto_k:.2f}"
     )
     if result.num_zero_weight:
         text += f"; {result.num_zero_weight} proposals had zero weight ({result.zero_weight_reasons})"
     if result.trustworthy:
-        return text + ". The refined posterior is reliable for this observation."
+        return text + (f"; log evidence {result.log_evidence:.4f} +- {result.log_evidence_se:.4f}. "
+                       "The refined posterior is reliable for this observation.")
     return text + (
-        f". Efficiency is below {100 * result.min_efficiency:g}%: the amortized posterior is NOT trustworthy "
-        "for this observation (it misses or mis-sizes posterior mass). Train on more simulations, use a "
-        "wider proposal, or draw many more proposals."
+        f"; log evidence {result.log_evidence:.4f} (no reliable error: the weights fail their diagnostics). "
+        f"NOT trustworthy for this observation: {'; '.join(result.failed_checks)}. The amortized posterior "
+        "misses or mis-sizes posterior mass (or the observation is unlike the training data): train on more "
+        "simulations, use a wider proposal, or draw many more proposals."
     )
 
 
@@ -110,6 +149,7 @@ def importance_sample(
     batch_size: int = 10_000,
     min_efficiency: float = 0.01,
     log_prob_method: str = "exact",
+    min_ess: float = 100.0,
 ) -> ImportanceResult:
     """Weight ``num_samples`` proposals for one observation by the exact likelihood.
 
@@ -121,8 +161,11 @@ def importance_sample(
         num_resampled: unweighted samples drawn from the weighted ones (default ``num_samples``).
         batch_size: proposals per likelihood evaluation.
         min_efficiency: below this ``ESS / N`` the result is flagged untrustworthy.
+        min_ess: below this ESS the result is flagged untrustworthy, whatever the ratio.
         log_prob_method: how the proposal density is computed (``"exact"``, ``"ode"``), for the report.
     """
+    if num_samples < 1:
+        raise ValueError(f"importance sampling needs at least one proposal, got num_samples={num_samples}")
     if not getattr(simulator, "has_log_likelihood", False):
         raise NotImplementedError(f"simulator {simulator.name!r} has no log_likelihood; refinement needs one")
     x = check_observations(x_obs, simulator.x_shape)
@@ -169,6 +212,8 @@ def importance_sample(
         zero_weight_reasons=reasons,
         proposal_log_prob_method=log_prob_method,
         min_efficiency=min_efficiency,
+        min_ess=min_ess,
+        pareto_k=pareto_k_hat(log_w),
     )
     result.diagnosis = _diagnose(result)
     return result

@@ -7,9 +7,11 @@ every other plugin keeps working. Two plugins registering the same name is an
 error that names both distributions.
 
 Environment variables:
-    ``SBI_GEN_DISABLE_PLUGINS``: comma-separated entry-point names not to load.
-    ``SBI_GEN_DISABLE_PLUGIN_AUTOLOAD``: any non-empty value loads no entry points
-    (only plugins registered by hand with :meth:`Registry.register`).
+    ``SBI_GEN_DISABLE_PLUGINS``: comma-separated entry-point names not to load
+    (a name that matches no installed entry point is warned about).
+    ``SBI_GEN_DISABLE_PLUGIN_AUTOLOAD``: ``1``/``true``/``yes``/``on`` loads no entry
+    points (only plugins registered by hand with :meth:`Registry.register`);
+    ``0``/``false``/``no``/``off`` or unset loads them; anything else is an error.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import pluggy
 
 from sbi_gen import hookspecs
-from sbi_gen.errors import DuplicatePluginError, PluginError, UnknownPluginError
+from sbi_gen.errors import DataError, DuplicatePluginError, PluginError, SbiGenError, UnknownPluginError
 from sbi_gen.hookspecs import EmbeddingSpec, EstimatorSpec, PluginSpec, SimulatorSpec
 
 __all__ = [
@@ -88,7 +90,7 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self._tables: dict[str, dict[str, _Entry]] | None = None
         if autoload is None:
-            autoload = not os.environ.get("SBI_GEN_DISABLE_PLUGIN_AUTOLOAD")
+            autoload = not _env_flag("SBI_GEN_DISABLE_PLUGIN_AUTOLOAD")
         if autoload:
             self._load_entry_points()
 
@@ -97,7 +99,15 @@ class Registry:
     def _load_entry_points(self) -> None:
         blocked = {n.strip() for n in os.environ.get("SBI_GEN_DISABLE_PLUGINS", "").split(",") if n.strip()}
         seen: set[tuple[str, str]] = set()
-        for entry_point in importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME):
+        entry_points = list(importlib.metadata.entry_points(group=hookspecs.PROJECT_NAME))
+        unknown = sorted(blocked - {entry_point.name for entry_point in entry_points})
+        if unknown:
+            warnings.warn(
+                f"SBI_GEN_DISABLE_PLUGINS names {', '.join(unknown)}, which match(es) no installed plugin; "
+                f"installed: {', '.join(sorted({e.name for e in entry_points})) or 'none'}",
+                RuntimeWarning, stacklevel=3,
+            )
+        for entry_point in entry_points:
             dist = entry_point.dist
             dist_name = dist.metadata["Name"] if dist is not None else "<unknown>"
             version = dist.version if dist is not None else "<unknown>"
@@ -211,7 +221,7 @@ class Registry:
 
     def simulator(self, name: str, **options: Any):
         """Build the simulator ``name`` with keyword ``options``."""
-        simulator = self.spec("simulator", name).factory(**options)
+        simulator = _build("simulator", name, self.spec("simulator", name).factory, options)
         simulator.name = name
         if not hasattr(simulator, "options"):
             simulator.options = dict(options)
@@ -219,7 +229,7 @@ class Registry:
 
     def estimator(self, name: str, **options: Any):
         """Build an unfitted estimator ``name`` with keyword ``options``."""
-        return self.spec("estimator", name).factory(**options)
+        return _build("estimator", name, self.spec("estimator", name).factory, options)
 
     def estimator_options_for(
         self, estimator: str, simulator: str, options: dict[str, Any] | None = None,
@@ -258,6 +268,38 @@ class Registry:
         except PluginError:
             pass
         return [info.to_dict() for info in sorted(self.plugins.values(), key=lambda p: p.name)]
+
+
+def _env_flag(name: str) -> bool:
+    """A yes/no environment variable: unset or 0/false/no/off is False, 1/true/yes/on True, else an error."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise PluginError(f"{name}={os.environ[name]!r} is not a yes/no value: use 1/true/yes/on or 0/false/no/off")
+
+
+def _build(kind: str, name: str, factory, options: dict[str, Any]):
+    """``factory(**options)``; an unknown option name or a rejected value is a :class:`DataError` naming both."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C factory: nothing to check against
+        parameters = {}
+    takes_any = not parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if not takes_any:
+        known = [p for p, value in parameters.items() if value.kind is not inspect.Parameter.VAR_POSITIONAL]
+        for key in options:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise DataError(f"unknown option {key!r} for {kind} {name!r}.{hint} Its options: {', '.join(known)}")
+    try:
+        return factory(**options)
+    except SbiGenError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{kind} {name!r} rejected its options {options}: {error}") from None
 
 
 _default: Registry | None = None

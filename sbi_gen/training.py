@@ -26,7 +26,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingConfig", "TrainingHistory", "PairSource", "train", "resolve_device"]
+from sbi_gen.errors import TrainingDivergedError
+
+__all__ = ["TrainingConfig", "TrainingHistory", "PairSource", "train"]
 
 
 @runtime_checkable
@@ -60,7 +62,6 @@ class TrainingConfig:
         min_learning_rate: the step size is never halved below this.
         clip_grad_norm: maximum gradient norm (``None``: no clipping).
         seed: seeds the split, the batch order and the weight initialization.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (GPU if present).
         progress: show a progress bar.
         checkpoint_dir: if set, save a checkpoint each epoch and resume from it.
         max_seconds: stop (keeping the best weights) after this much wall time.
@@ -82,7 +83,6 @@ class TrainingConfig:
     min_learning_rate: float = 1e-5
     clip_grad_norm: float | None = 5.0
     seed: int = 0
-    device: str = "cpu"
     progress: bool = True
     checkpoint_dir: str | None = None
     max_seconds: float | None = None
@@ -110,20 +110,10 @@ class TrainingHistory:
 
     @property
     def best_validation_loss(self) -> float:
-        return self.validation_loss[self.best_epoch] if self.validation_loss else math.nan
+        return self.validation_loss[self.best_epoch] if self.best_epoch >= 0 else math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` picks CUDA when available; any other value is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} was asked for, but no CUDA GPU is available; use device='cpu'")
-    return device
 
 
 def _adamw(module: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
@@ -259,7 +249,7 @@ def train(
         if average is not None:
             average.swap()  # validate (and keep) the averaged weights
         history.validation_loss.append(validation_loss())
-        if history.best_epoch < 0 or history.validation_loss[-1] < history.best_validation_loss:
+        if _improves(history.validation_loss[-1], history):
             history.best_epoch = epoch
             best_state = copy.deepcopy(module.state_dict())
         if average is not None:
@@ -279,10 +269,20 @@ def train(
             history.stopped_because = "time limit"
             break
     bar.close()
+    if history.best_epoch < 0:
+        raise TrainingDivergedError(
+            f"training diverged: no epoch reached a finite validation loss (losses {history.validation_loss[:3]} ...; "
+            f"learning rate {config.learning_rate:g}); no model is kept. Lower the learning rate or check the data"
+        )
     module.load_state_dict(best_state)
     module.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _improves(loss: float, history: TrainingHistory) -> bool:
+    """Whether ``loss`` is finite and below the best so far (a NaN or inf epoch is never kept as the best)."""
+    return math.isfinite(loss) and (history.best_epoch < 0 or loss < history.best_validation_loss)
 
 
 def _tensor_batches(module, loss_fn, theta: Tensor, x: Tensor, config: TrainingConfig, generator: torch.Generator):

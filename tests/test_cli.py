@@ -104,7 +104,8 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_estimator_training_defaults_apply_unless_overridden():
-    from sbi_gen.cli import _training_options, build_parser
+    from sbi_gen.cli import build_parser
+    from sbi_gen.cli.common import training_options as _training_options
 
     estimator = sbi_gen.get_estimator("diffusion")
     args = build_parser().parse_args(["train", "toy_gaussian", "-o", "m", "--patience", "7"])

@@ -42,7 +42,7 @@ def test_save_load_round_trip_is_exact(small_flow, toy, tmp_path):
 def test_corrupt_model_files_are_named(small_flow, tmp_path):
     path = small_flow.save(tmp_path / "model")
     (path / "weights.safetensors").write_bytes(b"\x00" * 20)
-    with pytest.raises(ModelFileError, match="weights.safetensors is corrupt"):
+    with pytest.raises(ModelFileError, match="weights.safetensors does not match the checksum"):
         load_estimator(path)
     (path / "config.json").write_text("{ not json")
     with pytest.raises(ModelFileError, match="config.json is corrupt"):
@@ -56,7 +56,7 @@ def test_weights_that_do_not_fit_the_config_are_named(small_flow, tmp_path):
     config = json.loads((path / "config.json").read_text())
     config["options"]["hidden_features"] = 16
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelFileError, match="does not match config.json"):
+    with pytest.raises(ModelFileError, match="config.json: options changed after the model was saved"):
         load_estimator(path)
 
 

@@ -15,12 +15,6 @@ ODE_ESTIMATORS = ["diffusion", "flow_matching"]
 SMALL = {"hidden_features": 32, "num_blocks": 1, "num_steps": 5, "log_prob_steps": 5}
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """Overrides the suite's 2 threads: these small MLPs run as fast on one, and the machine is shared."""
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module", params=ODE_ESTIMATORS)
 def small_ode(request, toy):
     """A small ODE estimator trained briefly on 2,000 toy simulations (d = 3): for interface tests only."""
@@ -70,7 +64,9 @@ def test_save_load_round_trip_is_exact(small_ode, toy, tmp_path):
 
 @pytest.mark.parametrize("name", ODE_ESTIMATORS)
 def test_models_saved_before_newer_options_still_load(name, toy, tmp_path):
-    """Configs without ``linear_skip`` (and, for diffusion, ``parameterization``) load as the older models."""
+    """Configs without ``linear_skip`` (and, for diffusion, ``parameterization``) load as the older models.
+
+    Such configs come from format version 1, which recorded no checksums (they load with a warning)."""
     legacy = {"linear_skip": False, **({"parameterization": "eps"} if name == "diffusion" else {})}
     data = sbi_gen.simulate(toy, 500, seed=0)
     estimator = sbi_gen.get_estimator(name, **SMALL, **legacy)
@@ -79,8 +75,11 @@ def test_models_saved_before_newer_options_still_load(name, toy, tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     for key in legacy:
         del config["options"][key]
+    del config["checksums"]
+    config["format_version"] = 1
     (tmp_path / "config.json").write_text(json.dumps(config))
-    loaded = load_estimator(tmp_path)
+    with pytest.warns(UserWarning, match="without checksums"):
+        loaded = load_estimator(tmp_path)
     assert all(loaded.options[key] == value for key, value in legacy.items())
     x = data.x[:2]
     assert torch.equal(loaded.sample(x, 20, torch.Generator().manual_seed(0)),
@@ -123,7 +122,7 @@ def test_unknown_options_are_named():
         sbi_gen.get_estimator("diffusion", parameterization="x0")
     with pytest.raises(ValueError, match="sigma_min"):
         sbi_gen.get_estimator("flow_matching", sigma_min=1.5)
-    with pytest.raises(TypeError, match="bogus"):
+    with pytest.raises(ValueError, match="unknown option 'bogus' for estimator 'flow_matching'"):
         sbi_gen.get_estimator("flow_matching", bogus=1)
 
 
@@ -145,6 +144,8 @@ def test_exact_divergence_density_of_a_linear_flow():
     diagonal = torch.diag(torch.tensor([0.3, -0.5, 0.1], dtype=torch.float64))
     probe = torch.randint(0, 2, z.shape, generator=generator).double() * 2 - 1
     exact = ode_log_prob(lambda s, t: s @ diagonal, z, times)
+    # the same states on both sides (the field does not see the probe); the divergences, 3 diagonal terms summed in
+    # two orders, differ by <= 2 eps sum |J_ii| per evaluation, ~2e-16 after integrating over t in [0, 1]: << 1e-10
     assert torch.allclose(ode_log_prob(lambda s, t: s @ diagonal, z, times, probe), exact, atol=1e-10)
 
 

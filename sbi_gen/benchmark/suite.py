@@ -194,6 +194,28 @@ def _run_isolated(spec: dict, cell_dir: Path, timeout_s: float) -> dict:
     return {**{k: spec[k] for k in ("task", "method", "budget")}, "error": f"exit {code}: " + " | ".join(tail)}
 
 
+#: settings every cell of one results.json must share, so that its tables compare like with like
+#: (tasks, methods, budgets may grow with --resume; threads and jobs are recorded in each cell)
+SHARED_SETTINGS = ("seed", "num_observations", "num_samples", "training_options", "sbi_training_options")
+PER_TASK_SETTINGS = ("simulator_options", "estimator_options")
+
+
+def _check_resume_settings(previous: dict[str, Any], current: dict[str, Any], results_path: Path) -> None:
+    """Refuse a --resume whose settings differ from those the earlier cells of ``results_path`` used."""
+    differences = [f"{key}: recorded {previous[key]!r}, given {current[key]!r}"
+                   for key in SHARED_SETTINGS if key in previous and previous[key] != current[key]]
+    for key in PER_TASK_SETTINGS:
+        recorded, given = previous.get(key) or {}, current.get(key) or {}
+        for task in set(previous.get("tasks", [])) & set(current.get("tasks", [])):
+            if recorded.get(task, {}) != given.get(task, {}):
+                differences.append(
+                    f"{key} of {task}: recorded {recorded.get(task, {})!r}, given {given.get(task, {})!r}"
+                )
+    if differences:
+        raise ValueError(f"--resume: {results_path} was run with other settings ({'; '.join(differences)}); its cells "
+                         "would not be comparable with new ones: give the recorded settings, or choose another --out")
+
+
 def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = None, resume: bool = False,
               log=print) -> list[dict[str, Any]]:
     """Run every cell of ``config`` into ``out``; returns the results (also in ``results.json``).
@@ -220,6 +242,7 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
         if not resume:
             raise FileExistsError(f"{results_path} exists; pass --resume to complete it, or choose another --out")
         previous = json.loads(results_path.read_text())
+        _check_resume_settings(previous.get("config") or {}, asdict(config), results_path)
         results = [r for r in previous["cells"] if not r.get("error")]
         references = dict(previous.get("references", {}))
     done = {cell_key(r["task"], r["method"], r["budget"]) for r in results}

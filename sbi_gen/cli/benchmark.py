@@ -1,4 +1,4 @@
-"""``sbi-gen benchmark``: the command line of the benchmark suite (``benchmarks/run.py`` calls it too)."""
+"""``sbi-gen benchmark``: the command line of the benchmark suite (:mod:`sbi_gen.benchmark`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sbi_gen.benchmark.suite import SBI_METHODS, SuiteConfig, expand_methods, run_suite
+from sbi_gen.cli.common import positive_int
 
 __all__ = ["add_parser", "command", "QUICK", "DEFAULT_TASKS"]
 
@@ -35,6 +36,22 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _json_object(text: str):
+    """argparse type of --task-options: JSON text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error})") from None
+
+
+def _budgets(text: str) -> list[int]:
+    """``"1e3,10000"`` -> ``[1000, 10000]``; anything else is an error naming --budgets."""
+    try:
+        return [positive_int(part) for part in _names(text)] or [positive_int("")]
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(f"--budgets takes comma-separated whole numbers such as 1e3,1e4: {error}") from None
+
+
 def add_parser(commands) -> argparse.ArgumentParser:
     """Register the ``benchmark`` sub-command on ``commands`` (an argparse subparsers object)."""
     parser = commands.add_parser(
@@ -53,15 +70,15 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--sbi-methods",
                         help=f"which of sbi's: {', '.join(SBI_METHODS)} (default: {DEFAULT_SBI_METHODS})")
     parser.add_argument("--budgets", help="comma-separated simulation budgets (default: 10000)")
-    parser.add_argument("--observations", type=int, help="observations per task (default: 5)")
-    parser.add_argument("--samples", type=int, help="posterior samples per observation (default: 10000)")
-    parser.add_argument("--max-epochs", type=int, help="cap on training epochs, for both toolkits")
-    parser.add_argument("--task-options", type=json.loads, default={},
+    parser.add_argument("--observations", type=positive_int, help="observations per task (default: 5)")
+    parser.add_argument("--samples", type=positive_int, help="posterior samples per observation (default: 10000)")
+    parser.add_argument("--max-epochs", type=positive_int, help="cap on training epochs, for both toolkits")
+    parser.add_argument("--task-options", type=_json_object, default={},
                         help='JSON: per task {"simulator_options": {...}, "estimator_options": {METHOD: {...}}}')
-    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+    parser.add_argument("--jobs", type=positive_int, default=DEFAULT_JOBS,
                         help=f"cells run at the same time, each in its own process (default: {DEFAULT_JOBS}; "
                         "use 1 for timings on an otherwise idle machine)")
-    parser.add_argument("--threads", type=int,
+    parser.add_argument("--threads", type=positive_int,
                         help="torch threads per cell (default: the CPU cores divided among the jobs, at least 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
@@ -80,7 +97,7 @@ def config_from_args(args: argparse.Namespace) -> SuiteConfig:
     tasks = _names(args.tasks or quick.get("tasks", DEFAULT_TASKS))
     sbi_methods = args.sbi_methods or quick.get("sbi_methods", DEFAULT_SBI_METHODS)
     methods = expand_methods(_names(args.methods), args.sbi, _names(sbi_methods))
-    budgets = [int(b) for b in _names(args.budgets or quick.get("budgets", "10000"))]
+    budgets = _budgets(args.budgets or quick.get("budgets", "10000"))
     max_epochs = args.max_epochs or quick.get("max_epochs")
     options = args.task_options
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):

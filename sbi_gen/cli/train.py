@@ -1,0 +1,97 @@
+"""``sbi-gen train``: an estimator trained on a simulator's pairs or on the user's own file."""
+
+from __future__ import annotations
+
+import argparse
+
+from sbi_gen.cli.common import (
+    add_training_arguments,
+    check_device,
+    check_new_run_dir,
+    load_prior_spec,
+    parse_options,
+    positive_int,
+    training_options,
+)
+from sbi_gen.errors import DataError
+
+__all__ = ["add_parser", "command"]
+
+
+def add_parser(commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train an estimator on a simulator or on your own (theta, x) file",
+        description="Train an amortized posterior. Either name a simulator (pairs are simulated), or give "
+        "--data FILE (an .npz or HDF5 file with arrays theta [n, d] and x [n, ...]) together with the prior: "
+        "a simulator name, or --prior with a JSON spec such as "
+        '\'{"type": "uniform", "low": [0, 0], "high": [1, 5]}\'. A training run that never reaches a finite '
+        "validation loss saves nothing and exits with status 3.",
+    )
+    train.add_argument("simulator", nargs="?", help="registered simulator (gives the prior, and pairs if no --data)")
+    train.add_argument("--data", help="your own pairs (.npz / .h5 with arrays theta and x), or a store from "
+                       "`sbi-gen simulate` (streamed from disk; its recorded prior is the default)")
+    train.add_argument("--prior", help="prior spec as JSON text or a .json file (with --data and no simulator)")
+    train.add_argument("--drop-invalid", action="store_true", help="drop non-finite rows and theta outside the prior")
+    train.add_argument("-n", "--simulations", type=positive_int, default=10_000,
+                       help="pairs to simulate (default: 10000)")
+    train.add_argument("-e", "--estimator", default="flow", help="registered estimator (default: flow)")
+    train.add_argument("--estimator-option", action="append", metavar="KEY=VALUE", help="estimator option")
+    train.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
+    train.add_argument("-o", "--out", required=True, help="model directory to create")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_training_arguments(train)
+
+
+def _data_source(args: argparse.Namespace, simulator):
+    """``(store, data, prior)``: a simulation store to stream, or pairs in memory, and the prior."""
+    from sbi_gen.data import load_simulations, simulate
+    from sbi_gen.store import SimulationStore, is_store
+
+    if args.data and is_store(args.data):  # streamed from disk; the prior defaults to the one recorded in the store
+        store = SimulationStore.open(args.data)
+        prior = simulator.prior if simulator else load_prior_spec(args.prior) if args.prior else store.prior
+        return store, None, prior
+    if args.data:
+        if simulator is None and not args.prior:
+            raise DataError("--data needs the prior: name a simulator or pass --prior SPEC")
+        prior = simulator.prior if simulator else load_prior_spec(args.prior)
+        return None, load_simulations(args.data), prior
+    return None, simulate(simulator, args.simulations, seed=args.seed), simulator.prior
+
+
+def command(args: argparse.Namespace) -> int:
+    from sbi_gen.pipeline import prepare_run_dir
+    from sbi_gen.registry import get_estimator, get_registry, get_simulator
+
+    if args.data is None and args.simulator is None:
+        raise DataError("name a simulator, or give --data FILE with the prior (a simulator name or --prior SPEC)")
+    if args.simulator and args.prior:
+        raise DataError("give either a simulator (its prior is used) or --prior, not both")
+    device = check_device(args)
+    out = check_new_run_dir(args.out)
+    simulator = get_simulator(args.simulator, **parse_options(args.option)) if args.simulator else None
+    estimator_options = parse_options(args.estimator_option, "--estimator-option")
+    if simulator is not None:
+        estimator_options = get_registry().estimator_options_for(
+            args.estimator, simulator.name, estimator_options, simulator.options
+        )
+    estimator = get_estimator(args.estimator, device=device, **estimator_options)
+    store, data, prior = _data_source(args, simulator)
+    training = estimator.training_config(**training_options(args), seed=args.seed)
+    if store is not None:
+        history = estimator.fit(store, None, prior, training, drop_invalid=args.drop_invalid)
+    else:
+        history = estimator.fit(data.theta, data.x, prior, training, drop_invalid=args.drop_invalid)
+    if simulator is not None:
+        estimator.metadata["simulator"] = simulator.describe()
+    elif store is not None and store.meta["simulator"].get("name") and not args.prior:
+        estimator.metadata["simulator"] = store.meta["simulator"]
+    estimator.save(prepare_run_dir(out))
+    dropped = estimator.metadata["data"]["dropped"]
+    print(
+        f"trained on {estimator.metadata['data']['num_pairs']} pairs (dropped: {dropped['non_finite']} non-finite, "
+        f"{dropped['outside_prior']} outside the prior) for {len(history.train_loss)} epochs; "
+        f"best validation loss {history.best_validation_loss:.4f}; model saved to {out}"
+    )
+    return 0
