@@ -1,6 +1,7 @@
 """A third-party plugin, installed with pip as its own distribution, is found and runs end to end."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,30 +11,30 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sbi-gen-example-plugin"
 
 
-def sbi_gen(*args, check=True):
-    return subprocess.run(
-        [sys.executable, "-m", "sbi_gen.cli", *args], capture_output=True, text=True, check=check, timeout=600
-    )
-
-
 @pytest.fixture(scope="module")
-def installed_example():
-    pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", "-q", str(EXAMPLE)], check=True,
-                   capture_output=True, timeout=600)
-    yield
-    subprocess.run([*pip, "uninstall", "-y", "-q", "sbi-gen-example-plugin"], check=True, capture_output=True)
+def installed_example(tmp_path_factory):
+    """The example installed by pip into a folder of its own, put on the path of the commands run below only:
+    the test environment itself never changes, so tests running in parallel never see a half-installed plugin."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
+                    "--target", str(target), str(EXAMPLE)], check=True, capture_output=True, timeout=600)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
+
+
+def sbi_gen(environment, *args, check=True):
+    return subprocess.run([sys.executable, "-m", "sbi_gen.cli", *args], capture_output=True, text=True, check=check,
+                          timeout=600, env=environment)
 
 
 def test_example_plugin_is_discovered_and_runs(installed_example, tmp_path):
-    listing = json.loads(sbi_gen("plugins", "--json").stdout)
+    listing = json.loads(sbi_gen(installed_example, "plugins", "--json").stdout)
     by_name = {p["name"]: p for p in listing["plugins"]}
     assert by_name["oscillator"]["distribution"] == "sbi-gen-example-plugin"
     assert by_name["oscillator"]["version"] == "0.1.0"
     assert by_name["oscillator"]["registered"]["simulators"] == ["oscillator"]
     out = tmp_path / "run"
-    result = sbi_gen("run", "oscillator", "-n", "500", "--observations", "2", "--samples", "200", "--sbc", "40",
-                     "--max-epochs", "2", "--no-progress", "-o", str(out))
+    result = sbi_gen(installed_example, "run", "oscillator", "-n", "500", "--observations", "2", "--samples", "200",
+                     "--sbc", "40", "--max-epochs", "2", "--no-progress", "-o", str(out))
     assert "C2ST skipped: the simulator has no reference posterior" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["simulator"] == "oscillator" and metrics["c2st"] is None
