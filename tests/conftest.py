@@ -44,11 +44,3 @@ def small_flow(toy):
     estimator.fit(data.theta, data.x, toy.prior, max_epochs=5, progress=False)
     return estimator
 
-
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (``--dist loadgroup``) each test file runs on one worker, so its module fixtures are
-    built once; the files that use the session fixture ``trained_toy_flow`` (about 100 s to train) share one."""
-    shared = {item.module.__name__ for item in items if "trained_toy_flow" in getattr(item, "fixturenames", ())}
-    for item in items:
-        group = "trained_toy_flow" if item.module.__name__ in shared else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
