@@ -28,7 +28,7 @@ from sbi_gen.data import SimulationSet, save_simulations, simulate
 from sbi_gen.device import resolve_device
 from sbi_gen.registry import Registry, get_registry
 
-__all__ = ["RunConfig", "run", "prepare_run_dir"]
+__all__ = ["RunConfig", "run", "check_run_dir", "prepare_run_dir"]
 
 
 @dataclass
@@ -66,11 +66,17 @@ class RunConfig:
     calibration_report: bool = True
 
 
-def prepare_run_dir(path: str | Path) -> Path:
-    """Create ``path``; refuse a non-empty existing directory so no earlier result is overwritten."""
+def check_run_dir(path: str | Path) -> Path:
+    """``path`` as a new run directory: refuse a file or a non-empty directory there (creates nothing)."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FileExistsError(f"{path} already exists and is not empty; choose another --out, or remove it")
+    return path
+
+
+def prepare_run_dir(path: str | Path) -> Path:
+    """Create ``path``; refuse a non-empty existing directory so no earlier result is overwritten."""
+    path = check_run_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -44,14 +44,6 @@ def _json_object(text: str):
         raise argparse.ArgumentTypeError(f"not valid JSON ({error})") from None
 
 
-def _budgets(text: str) -> list[int]:
-    """``"1e3,10000"`` -> ``[1000, 10000]``; anything else is an error naming --budgets."""
-    try:
-        return [positive_int(part) for part in _names(text)] or [positive_int("")]
-    except argparse.ArgumentTypeError as error:
-        raise ValueError(f"--budgets takes comma-separated whole numbers such as 1e3,1e4: {error}") from None
-
-
 def add_parser(commands) -> argparse.ArgumentParser:
     """Register the ``benchmark`` sub-command on ``commands`` (an argparse subparsers object)."""
     parser = commands.add_parser(
@@ -97,7 +89,9 @@ def config_from_args(args: argparse.Namespace) -> SuiteConfig:
     tasks = _names(args.tasks or quick.get("tasks", DEFAULT_TASKS))
     sbi_methods = args.sbi_methods or quick.get("sbi_methods", DEFAULT_SBI_METHODS)
     methods = expand_methods(_names(args.methods), args.sbi, _names(sbi_methods))
-    budgets = _budgets(args.budgets or quick.get("budgets", "10000"))
+    from sbi_gen.calibration.budgets import parse_budgets  # here, not at start-up: it imports the plotting stack
+
+    budgets = parse_budgets(args.budgets or quick.get("budgets", "10000"))
     max_epochs = args.max_epochs or quick.get("max_epochs")
     options = args.task_options
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -178,17 +179,15 @@ def model_simulator(estimator, model: str, name: str | None, option_pairs):
 
 def check_new_run_dir(path: str | Path, flag: str = "-o/--out") -> Path:
     """A directory that will be created for results: absent or empty, in a writable place (nothing is created)."""
-    out = Path(path)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{flag}: {out} already exists and is not empty; choose another path, or remove it")
+    from sbi_gen.pipeline import check_run_dir
+
+    out = check_run_dir(path)
     check_writable_folder(out.parent if not out.exists() else out, flag)
     return out
 
 
 def write_new_npz(out: Path, **arrays: Any) -> None:
     """Write ``arrays`` to the new file ``out`` atomically, never replacing a file that appeared meanwhile."""
-    import tempfile
-
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".npz")
     try:
