@@ -2,7 +2,9 @@
 
 - :class:`GaussianPosterior`: analytic Gaussians (conjugate models).
 - :class:`MCMCPosterior`: samples from an exact likelihood on a box prior, by
-  parallel adaptive Metropolis, with :func:`split_rhat` as its convergence check.
+  parallel adaptive Metropolis, with :func:`~sbi_gen.mcmc.split_rhat` as its
+  convergence check. The kernels and diagnostics live in :mod:`sbi_gen.mcmc`,
+  shared with every other MCMC reference posterior.
 
 ``MCMCPosterior``, parallel adaptive Metropolis in detail:
 
@@ -42,21 +44,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from sbi_gen.mcmc import run_metropolis, split_rhat
 from sbi_gen.prior import Prior
 
-__all__ = ["GaussianPosterior", "MCMCPosterior", "split_rhat"]
-
-
-def split_rhat(draws: Tensor) -> Tensor:
-    """Split-R-hat ``[...]`` of ``draws [S, C, ...]`` (S draws of C chains)."""
-    half = draws.shape[0] // 2
-    if half < 2:
-        return torch.full(draws.shape[2:], math.nan, dtype=draws.dtype)
-    chains = torch.cat([draws[:half], draws[half : 2 * half]], 1)  # [half, 2C, ...]
-    within = chains.var(0).mean(0)
-    between = half * chains.mean(0).var(0)
-    pooled = (half - 1) / half * within + between / half
-    return torch.sqrt(pooled / within)
+__all__ = ["GaussianPosterior", "MCMCPosterior"]
 
 
 class MCMCPosterior:
@@ -105,6 +96,7 @@ class MCMCPosterior:
         return torch.where(inside, value, torch.full_like(value, -math.inf))
 
     def _start(self, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """Starting chains ``[C, B, d]`` (resampled prior draws) and the first proposal covariance ``[B, d, d]``."""
         b, d = self.num_observations, len(self.low)
         draws, weights = [], []
         for start in range(0, self.init_draws, 256):
@@ -119,43 +111,6 @@ class MCMCPosterior:
         start = torch.gather(draws_t.permute(1, 0, 2), 1, index[..., None].expand(-1, -1, d)).permute(1, 0, 2)
         return start.contiguous(), torch.diag_embed(((self.high - self.low) / 20) ** 2).expand(b, d, d)
 
-    def _run(self, state, log_p, scale_tril, steps, generator, independence=None):
-        """``steps`` Metropolis steps of all chains: final state and log density, all states, and
-        the acceptance rates ``[2, B]`` of the random-walk and independence moves.
-
-        ``independence = (mean [B, d], scale_tril [B, d, d])`` adds, before each
-        random-walk move, an independence move from a multivariate t (``df`` 5).
-        """
-        states, accepted = [], torch.zeros(2, self.num_observations, dtype=torch.float64)
-        for _ in range(steps):
-            if independence is not None:
-                state, log_p, jumped = self._independence_step(state, log_p, *independence, generator)
-                accepted[1] += jumped.double().mean(0)
-            noise = torch.randn(state.shape, generator=generator, dtype=torch.float64)
-            proposal = state + torch.einsum("bij,cbj->cbi", scale_tril, noise)
-            log_q = self.log_prob(proposal)
-            accept = torch.rand(log_q.shape, generator=generator, dtype=torch.float64).log() < log_q - log_p
-            state = torch.where(accept[..., None], proposal, state)
-            log_p = torch.where(accept, log_q, log_p)
-            accepted[0] += accept.double().mean(0)
-            states.append(state)
-        return state, log_p, torch.stack(states), accepted / max(steps, 1)
-
-    def _independence_step(self, state, log_p, mean, scale_tril, generator, df: int = 5):
-        shape = state.shape
-        noise = torch.randn(shape, generator=generator, dtype=torch.float64)
-        chi2 = torch.randn(df, *shape[:-1], generator=generator, dtype=torch.float64).square().sum(0)
-        proposal = mean + torch.einsum("bij,cbj->cbi", scale_tril, noise) / torch.sqrt(chi2 / df)[..., None]
-
-        def log_t(theta: Tensor) -> Tensor:  # unnormalized multivariate-t log density
-            white = torch.linalg.solve_triangular(scale_tril, (theta - mean).permute(1, 2, 0), upper=False)
-            return -0.5 * (df + shape[-1]) * torch.log1p(white.square().sum(1).T / df)
-
-        log_q = self.log_prob(proposal)
-        log_ratio = (log_q - log_t(proposal)) - (log_p - log_t(state))
-        accept = torch.rand(log_ratio.shape, generator=generator, dtype=torch.float64).log() < log_ratio
-        return torch.where(accept[..., None], proposal, state), torch.where(accept, log_q, log_p), accept
-
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``[n, B, d]`` float32 posterior draws."""
         state, covariance = self._start(generator)
@@ -165,7 +120,8 @@ class MCMCPosterior:
         jitter = torch.diag_embed(((self.high - self.low) * 1e-6) ** 2)
         for steps in self.warmup:
             scale_tril = torch.linalg.cholesky(covariance + jitter) * lam[:, None, None]
-            state, log_p, states, acceptance = self._run(state, log_p, scale_tril, steps, generator)
+            state, log_p, states, acceptance = run_metropolis(self.log_prob, state, log_p, scale_tril, steps,
+                                                               generator)
             pooled = states[steps // 2 :].reshape(-1, b, d).permute(1, 0, 2)  # [B, S, d]
             mean = pooled.mean(1)
             centred = pooled - mean[:, None]
@@ -175,8 +131,8 @@ class MCMCPosterior:
         per_chain = max(1, math.ceil(n / self.chains))
         thin = max(self.thin, math.ceil(self.min_steps / per_chain))
         independence = (mean, 1.2 * cholesky)
-        _, _, states, acceptance = self._run(
-            state, log_p, cholesky * lam[:, None, None], per_chain * thin, generator, independence
+        _, _, states, acceptance = run_metropolis(
+            self.log_prob, state, log_p, cholesky * lam[:, None, None], per_chain * thin, generator, independence
         )
         rhat = split_rhat(states)  # [B, d]
         worst = float(rhat.max()) if bool(torch.isfinite(rhat).all()) else math.nan
@@ -187,8 +143,6 @@ class MCMCPosterior:
             warnings.warn(f"reference posterior MCMC may not have converged: max split-R-hat {worst:.3f} "
                           f"> {self.rhat_warning}; raise warmup or chains", RuntimeWarning, stacklevel=2)
         return states[thin - 1 :: thin].reshape(-1, b, d)[:n].float()
-
-
 
 
 class GaussianPosterior:
@@ -212,10 +166,12 @@ class GaussianPosterior:
         self._distribution = torch.distributions.MultivariateNormal(self.mean, scale_tril=self.scale_tril)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``[n, B, d]`` float32 draws."""
         noise = torch.randn(n, *self.mean.shape, generator=generator, dtype=torch.float64)
         return (self.mean + torch.einsum("bij,nbj->nbi", self.scale_tril, noise)).float()
 
     def log_prob(self, theta: Tensor) -> Tensor:
+        """Normalized log density ``[..., B]`` (float64) of ``theta [..., B, d]``."""
         return self._distribution.log_prob(torch.as_tensor(theta, dtype=torch.float64))
 
     def scaled(self, covariance_factor: float = 1.0, mean_shift: Tensor | float = 0.0) -> GaussianPosterior:

@@ -8,14 +8,10 @@ import pytest
 import torch
 from scipy import stats
 
+from sbi_gen.mcmc import integrated_time, run_ensemble
 from sbi_gen_simulators.gw import GravitationalWave
-from sbi_gen_simulators.gw_reference import (
-    GWReferencePosterior,
-    PhaseMarginalizedLikelihood,
-    integrated_time,
-    run_ensemble,
-    sample_von_mises,
-)
+from sbi_gen_simulators.gw_likelihood import PhaseMarginalizedLikelihood
+from sbi_gen_simulators.gw_reference import GWReferencePosterior, sample_von_mises
 from sbi_gen_simulators.gw_waveform import TaylorF2
 
 THETA = torch.tensor([17.0, 0.8, 1500.0, 1.1, 0.007], dtype=torch.float64)  # optimal SNR 18.2
