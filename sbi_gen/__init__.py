@@ -8,14 +8,13 @@ Example:
     >>> simulator = sbi_gen.get_simulator("toy_gaussian", dim=3)
     >>> data = sbi_gen.simulate(simulator, 1000, seed=0)
     >>> estimator = sbi_gen.get_estimator("flow")
-    >>> history = estimator.fit(data.theta, data.x, simulator.prior)  # doctest: +SKIP
+    >>> history = estimator.fit(data, prior=simulator.prior)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from sbi_gen.data import SimulationSet, load_simulations, save_simulations, simulate
+from sbi_gen._version import __version__
+from sbi_gen.data import load_simulations, save_simulations
 from sbi_gen.errors import (
     DataError,
     DuplicatePluginError,
@@ -27,8 +26,12 @@ from sbi_gen.errors import (
     UnknownPluginError,
 )
 from sbi_gen.estimator import PosteriorEstimator, load_estimator
+from sbi_gen.pairs import SimulationSet
+from sbi_gen.posterior import Posterior
 from sbi_gen.prior import GaussianPrior, IndependentPrior, Parameter, Prior, UniformPrior, prior_from_config
 from sbi_gen.registry import Registry, get_estimator, get_registry, get_simulator
+from sbi_gen.seeding import RandomStreams
+from sbi_gen.simulation import simulate
 from sbi_gen.simulator import Simulator
 from sbi_gen.training import TrainingConfig, TrainingHistory
 
@@ -42,9 +45,11 @@ __all__ = [
     "NotFittedError",
     "Parameter",
     "PluginError",
+    "Posterior",
     "PosteriorEstimator",
     "Prior",
     "PriorSupportError",
+    "RandomStreams",
     "Registry",
     "SbiGenError",
     "SimulationSet",

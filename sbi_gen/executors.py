@@ -1,11 +1,11 @@
 """Run simulation chunks in-process or on Dask, and write them into a store.
 
-Every chunk has its own random stream: chunk ``i`` of a run with seed ``s``
-seeds a ``torch.Generator`` from ``numpy.random.SeedSequence(s).spawn(num_chunks)[i]``
-(which is ``SeedSequence(s, spawn_key=(i,))``), draws ``theta`` from the
-prior and then ``x`` from the simulator. A chunk's pairs therefore depend only
-on the seed and its index, and a store's contents are bit-for-bit the same
-whatever the executor, the number of workers or the order chunks finish in.
+Every chunk is :func:`sbi_gen.simulation.simulate_chunk`, with its own random
+stream (see :mod:`sbi_gen.simulation`). A chunk's pairs therefore depend only
+on the seed, the chunk size and its index, so a store's contents are
+bit-for-bit the same whatever the executor, the number of workers or the
+order chunks finish in, and equal to :func:`sbi_gen.simulation.simulate`'s
+in-memory pairs for the same seed and chunk size.
 
 Executors share one tiny interface, ``map_unordered(fn, indices)``, yielding
 ``fn(i)`` as each finishes. :class:`InProcessExecutor` is the default;
@@ -21,21 +21,22 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
+from sbi_gen.background_writer import BackgroundWriter
 from sbi_gen.errors import DataError, SbiGenError
 from sbi_gen.locking import exclusive_output
-from sbi_gen.store import BackgroundWriter, SimulationStore
+from sbi_gen.simulation import DEFAULT_CHUNK_SIZE, simulate_chunk
+from sbi_gen.store import SimulationStore
 
 __all__ = ["Executor", "InProcessExecutor", "DaskExecutor", "make_executor", "ChunkTask", "ChunkError",
-           "chunk_generator", "SimulationReport", "simulate_to_store", "resume_store"]
+           "SimulationReport", "simulate_to_store", "check_resume", "resume_store"]
 
 T = TypeVar("T")
 
@@ -49,12 +50,6 @@ class ChunkError(SbiGenError, RuntimeError):
 
     def __str__(self) -> str:
         return f"chunk {self.index} failed: {self.message}"
-
-
-def chunk_generator(seed: int, index: int) -> torch.Generator:
-    """The random stream of chunk ``index``: ``SeedSequence(seed).spawn(...)[index]`` as a torch generator."""
-    state = np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
 
 
 _SIMULATORS: dict[tuple[int, str, str], Any] = {}
@@ -80,26 +75,18 @@ class ChunkTask:
     seed: int
     num_simulations: int
     chunk_size: int
-    x_shape: tuple[int, ...] = field(default=())
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> ChunkTask:
         return cls(meta["simulator"]["name"], dict(meta["simulator"]["options"]), meta["seed"],
-                   meta["num_simulations"], meta["chunk_size"], tuple(meta["x_shape"]))
+                   meta["num_simulations"], meta["chunk_size"])
 
     def __call__(self, index: int) -> tuple[int, np.ndarray, np.ndarray]:
         try:
             simulator = _simulator(self.simulator, self.options)
-            start = index * self.chunk_size
-            size = min(self.chunk_size, self.num_simulations - start)
-            generator = chunk_generator(self.seed, index)
-            theta = simulator.prior.sample(size, generator).float()
-            x = simulator.simulate(theta, generator).float()
+            theta, x = simulate_chunk(simulator, self.seed, index, self.chunk_size, self.num_simulations)
         except Exception as error:  # noqa: BLE001 - sent back as text: the original may not unpickle
             raise ChunkError(index, f"{type(error).__name__}: {error}") from error
-        if tuple(x.shape) != (size, *self.x_shape):
-            raise ChunkError(index, f"simulator {self.simulator!r} returned x of shape {tuple(x.shape)}, expected "
-                                    f"{(size, *self.x_shape)}")
         return index, theta.numpy(), x.numpy()
 
 
@@ -263,7 +250,7 @@ def _run(store: SimulationStore, executor, progress: bool, background_write: boo
 
 
 def simulate_to_store(
-    simulator, num_simulations: int, path: str | Path, seed: int = 0, chunk_size: int = 10_000,
+    simulator, num_simulations: int, path: str | Path, seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE,
     executor: InProcessExecutor | DaskExecutor | None = None, non_finite: str = "drop", progress: bool = True,
     background_write: bool = True,
 ) -> SimulationReport:
@@ -296,6 +283,29 @@ def simulate_to_store(
         )
         _SIMULATORS[(id(get_registry()), simulator.name, json.dumps(simulator.options, sort_keys=True))] = simulator
         return _run(store, executor, progress, background_write)
+
+
+def check_resume(path: str | Path, *, options: dict[str, Any] | None = None, **given: Any) -> SimulationStore:
+    """The store at ``path``, once every setting given (not ``None``) matches what it records.
+
+    ``given`` may name ``simulator``, ``simulations``, ``seed``, ``chunk_size`` and
+    ``non_finite``; ``options`` are simulator options, which must agree with the
+    recorded ones. A mismatch is a :class:`DataError` naming the setting and both values.
+    """
+    meta = SimulationStore.open(path).meta
+    recorded = {"simulator": meta["simulator"]["name"], "simulations": meta["num_simulations"], "seed": meta["seed"],
+                "chunk_size": meta["chunk_size"], "non_finite": meta["non_finite"]}
+    unknown = sorted(set(given) - set(recorded))
+    if unknown:
+        raise TypeError(f"check_resume: unknown setting(s) {unknown}; expected {sorted(recorded)}")
+    for key, value in given.items():
+        if value is not None and value != recorded[key]:
+            raise DataError(f"{path} was started with {key}={recorded[key]!r}; --resume got {value!r} (leave it out "
+                            "to use the recorded value)")
+    stored = meta["simulator"]["options"]
+    if options and {**stored, **options} != stored:
+        raise DataError(f"{path} was started with simulator options {stored}; --resume got {options}")
+    return SimulationStore.open(path)
 
 
 def resume_store(path: str | Path, executor: InProcessExecutor | DaskExecutor | None = None,

@@ -17,7 +17,7 @@ and only then flagged complete: a killed run loses at most the chunks in flight,
 and incomplete chunks read as missing. Every chunk read is checked against its
 CRC-32, so a damaged file is named, not silently used. :class:`ChunkWriter`
 writes chunks through h5py's low-level API in the calling thread (``sbi-gen
-simulate --sync-write``); :class:`BackgroundWriter` (the default) runs it on one
+simulate --sync-write``); :class:`~sbi_gen.background_writer.BackgroundWriter` (the default) runs it on one
 thread of its own, so a chunk is written while the next one is simulated: it
 hides the write cost when a core is free, at the price of one more chunk in
 flight when the process is killed.
@@ -29,13 +29,11 @@ Non-finite rows stay in the file (to inspect the simulator); with the
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,11 +42,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sbi_gen.data import SimulationSet
+from sbi_gen._version import __version__
 from sbi_gen.errors import DataError, ModelFileError
+from sbi_gen.pairs import SimulationSet
 from sbi_gen.prior import Prior, prior_from_config
+from sbi_gen.simulation import SEEDING
+from sbi_gen.simulation import num_chunks as count_chunks
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SimulationStore", "ChunkWriter", "BackgroundWriter", "is_store"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "SimulationStore", "ChunkWriter", "is_store"]
 
 FORMAT_NAME = "sbi-gen-simulations"
 FORMAT_VERSION = 1
@@ -141,8 +142,6 @@ class SimulationStore:
             non_finite: ``"drop"`` (never read rows with NaN or inf) or ``"keep"``.
             plugin: the simulator's plugin (name, distribution, version), recorded as provenance.
         """
-        from sbi_gen import __version__
-
         path = Path(path)
         if path.exists():
             raise FileExistsError(f"{path} exists; sbi-gen never overwrites simulations (resume it, or choose another)")
@@ -150,14 +149,14 @@ class SimulationStore:
             raise ValueError(f"num_simulations and chunk_size must be positive, got {num_simulations}, {chunk_size}")
         if non_finite not in NON_FINITE_POLICIES:
             raise ValueError(f"non_finite must be one of {NON_FINITE_POLICIES}, got {non_finite!r}")
-        num_chunks = math.ceil(num_simulations / chunk_size)
+        num_chunks = count_chunks(num_simulations, chunk_size)
         x_shape = tuple(int(s) for s in simulator["x_shape"])
         meta = {
             "simulator": simulator, "plugin": plugin or {}, "seed": int(seed), "num_simulations": int(num_simulations),
             "chunk_size": int(chunk_size), "num_chunks": num_chunks,
             "theta_dim": prior_from_config(simulator["prior"]).dim,
             "x_shape": list(x_shape), "non_finite": non_finite,
-            "seeding": "chunk i: torch.Generator seeded by numpy.random.SeedSequence(seed).spawn(num_chunks)[i]",
+            "seeding": SEEDING,
             "sbi_gen_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -371,67 +370,3 @@ class ChunkWriter:
         self._put("complete", index, 1)
         self.file.flush()
         return non_finite
-
-
-class BackgroundWriter:
-    """Writes chunks on one background thread, so chunk k is written while chunk k + 1 is simulated.
-
-    The thread opens the file, writes every chunk (with a :class:`ChunkWriter`)
-    and closes it: no other thread touches h5py. :meth:`submit` checks a
-    chunk's shapes, waits for the previous chunk's write (raising its error,
-    if any) and hands the chunk over, so at most one chunk waits to be
-    written. Leaving the ``with`` block, normally or on an error or Ctrl-C,
-    waits for that write to finish; a write cut short (a killed process)
-    leaves its chunk incomplete, never half-valid.
-    """
-
-    def __init__(self, store: SimulationStore) -> None:
-        self.store = store
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sbi-gen-store-writer")
-        self._files = ExitStack()
-        self._writer: ChunkWriter | None = None
-        self._pending: Future | None = None
-
-    def _open(self) -> None:
-        self._writer = ChunkWriter(self.store, self._files.enter_context(self.store.h5("r+")))
-
-    def __enter__(self) -> BackgroundWriter:
-        try:
-            self._pool.submit(self._open).result()
-        except BaseException:
-            self._pool.shutdown()
-            raise
-        return self
-
-    def submit(self, index: int, theta: np.ndarray, x: np.ndarray) -> None:
-        """Hand chunk ``index`` over for writing, once the previous chunk is written."""
-        theta, x = self.store._checked_chunk(index, theta, x)
-        self.wait()
-        self._pending = self._pool.submit(self._writer.write, index, theta, x)
-
-    def wait(self) -> None:
-        """Wait until the chunk handed over last is written (and flagged complete); raises its error."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.wait()
-        finally:
-            try:
-                self._pool.submit(self._files.close).result()
-            finally:
-                self._pool.shutdown()
-
-
-_MOVED = ("StoreDataset", "StorePairs", "RunningMoments")
-
-
-def __getattr__(name: str) -> Any:
-    """The streaming classes, which moved to :mod:`sbi_gen.streaming`, stay importable from here."""
-    if name in _MOVED:
-        from sbi_gen import streaming
-
-        return getattr(streaming, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
 from sbi_gen.errors import DataError
+from sbi_gen.pairs import valid_rows
 from sbi_gen.prior import Prior
 from sbi_gen.store import SimulationStore
 
@@ -128,8 +129,8 @@ class StorePairs:
         self.store, self.prior, self.drop_invalid, self.buffer_rows = store, prior, drop_invalid, buffer_rows
 
     def _valid(self, theta: Tensor, x: Tensor) -> Tensor:
-        finite = torch.isfinite(theta).all(1) & torch.isfinite(x.reshape(len(x), -1)).all(1)
-        return finite & self.prior.contains(theta) if self.prior is not None else finite
+        finite, inside = valid_rows(theta, x, self.prior)
+        return finite & inside
 
     def scan(self, visit: Callable[[Tensor, Tensor], None], batch_rows: int = 65_536) -> dict[str, int]:
         """One pass over the valid rows, ``visit(theta, x)`` per chunk; returns the check report.
@@ -143,8 +144,7 @@ class StorePairs:
             for index in range(self.store.num_chunks):
                 theta, x, rows = self.store.read_chunk(index, file)
                 report["non_finite"] += self.store.rows(index)[1] - self.store.rows(index)[0] - len(theta)
-                finite = torch.isfinite(theta).all(1) & torch.isfinite(x.reshape(len(x), -1)).all(1)
-                inside = self.prior.contains(theta) | ~finite if self.prior is not None else torch.ones_like(finite)
+                finite, inside = valid_rows(theta, x, self.prior)
                 if not self.drop_invalid and not bool((finite & inside).all()):
                     self._raise(finite, inside, rows)
                 keep = finite & inside

@@ -7,9 +7,12 @@ exponential moving average (EMA) of the weights, early stopping on the
 validation loss with the best weights restored, a progress bar, and optional
 checkpoints from which an interrupted fit resumes.
 
-Pairs are tensors in memory, or a :class:`PairSource` that serves batches
-(e.g. :class:`sbi_gen.streaming.StorePairs`, streaming a store larger than memory);
-batches from a source are moved to the module's device as they arrive.
+Pairs come from one kind of thing, a :class:`PairSource` that serves seeded
+batches: a :class:`~sbi_gen.pairs.SimulationSet` in memory, or a
+:class:`~sbi_gen.streaming.StorePairs` streaming a store larger than memory.
+Batches are moved to the module's device as they arrive (a no-op for a set
+already there), and their order depends only on the seed and the epoch, so a
+checkpointed fit resumes exactly.
 """
 
 from __future__ import annotations
@@ -129,12 +132,6 @@ def _adamw(module: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
                              **({"fused": True} if fused else {"foreach": True}))
 
 
-def _mean_loss(module: nn.Module, loss_fn, theta: Tensor, x: Tensor, batch_size: int) -> float:
-    return _mean_batch_loss(
-        module, loss_fn, ((theta[i : i + batch_size], x[i : i + batch_size]) for i in range(0, len(theta), batch_size))
-    )
-
-
 def _mean_batch_loss(module: nn.Module, loss_fn, batches: Iterable[tuple[Tensor, Tensor]]) -> float:
     module.eval()
     total, count = 0.0, 0
@@ -156,7 +153,7 @@ def _module_device(module: nn.Module) -> torch.device:
 def _on_device(batches: Iterable[tuple[Tensor, Tensor]], device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
     pin = device.type == "cuda"
     for theta, x in batches:
-        if pin:
+        if pin and theta.device.type == "cpu":  # a set already on the GPU is yielded as it is
             theta, x = theta.pin_memory(), x.pin_memory()
         yield theta.to(device, non_blocking=pin), x.to(device, non_blocking=pin)
 
@@ -186,8 +183,7 @@ class _WeightAverage:
 def train(
     module: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
-    theta: Tensor | PairSource,
-    x: Tensor | None = None,
+    pairs: PairSource,
     config: TrainingConfig | None = None,
 ) -> TrainingHistory:
     """Fit ``module`` by minimizing the mean of ``loss_fn`` over the pairs.
@@ -195,8 +191,7 @@ def train(
     Arguments:
         module: holds every trainable parameter; left with the best weights.
         loss_fn: per-pair loss ``(theta [b, d], x [b, *x_shape]) -> [b]``.
-        theta, x: training pairs, already on the module's device; or a
-            :class:`PairSource` as ``theta`` (and ``x=None``), streamed batch by
+        pairs: the training pairs, a :class:`PairSource` (module docstring), streamed batch by
             batch onto the module's device.
         config: loop settings.
 
@@ -205,13 +200,9 @@ def train(
     """
     config = config or TrainingConfig()
     start = time.perf_counter()
-    generator = torch.Generator().manual_seed(config.seed)
-    if isinstance(theta, Tensor):
-        train_batches, validation_loss = _tensor_batches(module, loss_fn, theta, x, config, generator)
-    else:
-        if x is not None:
-            raise TypeError("with a PairSource as theta, x must be None")
-        train_batches, validation_loss = _source_batches(module, loss_fn, theta, config)
+    if not isinstance(pairs, PairSource):
+        raise TypeError(f"train needs a PairSource (e.g. a SimulationSet or a StorePairs), got {type(pairs).__name__}")
+    train_batches, validation_loss = _source_batches(module, loss_fn, pairs, config)
 
     optimizer = _adamw(module, config)
     scheduler = None
@@ -225,7 +216,7 @@ def train(
     checkpoint = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir else None
     first_epoch = 0
     if checkpoint is not None and checkpoint.exists():
-        first_epoch, best_state = _resume(checkpoint, module, optimizer, scheduler, history, generator, average)
+        first_epoch, best_state = _resume(checkpoint, module, optimizer, scheduler, history, average)
 
     bar = tqdm(range(first_epoch, config.max_epochs), disable=not config.progress, desc="training", unit="epoch")
     history.stopped_because = "max_epochs"
@@ -258,7 +249,7 @@ def train(
             scheduler.step(history.validation_loss[-1])
         bar.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{history.validation_loss[-1]:.3f}")
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, epoch, module, optimizer, scheduler, history, generator, best_state, average)
+            _save_checkpoint(checkpoint, epoch, module, optimizer, scheduler, history, best_state, average)
         if not math.isfinite(history.train_loss[-1]):
             history.stopped_because = "non-finite loss"
             break
@@ -285,25 +276,6 @@ def _improves(loss: float, history: TrainingHistory) -> bool:
     return math.isfinite(loss) and (history.best_epoch < 0 or loss < history.best_validation_loss)
 
 
-def _tensor_batches(module, loss_fn, theta: Tensor, x: Tensor, config: TrainingConfig, generator: torch.Generator):
-    """In-memory pairs: a seeded validation split, then a fresh permutation each epoch."""
-    order = torch.randperm(len(theta), generator=generator)
-    n_val = max(1, int(round(config.validation_fraction * len(theta))))
-    if len(theta) - n_val < 1:
-        raise ValueError(f"{len(theta)} pairs are too few to hold out a validation set")
-    val_idx, train_idx = order[:n_val].to(theta.device), order[n_val:].to(theta.device)
-    theta_val, x_val = theta[val_idx], x[val_idx]
-    theta_train, x_train = theta[train_idx], x[train_idx]
-
-    def train_batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        permutation = torch.randperm(len(theta_train), generator=generator).to(theta.device)
-        for i in range(0, len(permutation), config.batch_size):
-            batch = permutation[i : i + config.batch_size]
-            yield theta_train[batch], x_train[batch]
-
-    return train_batches, lambda: _mean_loss(module, loss_fn, theta_val, x_val, 4 * config.batch_size)
-
-
 def _source_batches(module, loss_fn, source: PairSource, config: TrainingConfig):
     """Streamed pairs: the source's split and per-epoch shuffle, moved to the module's device."""
     device = _module_device(module)
@@ -320,7 +292,7 @@ def _source_batches(module, loss_fn, source: PairSource, config: TrainingConfig)
 
 
 def _save_checkpoint(
-    path: Path, epoch: int, module, optimizer, scheduler, history, generator, best_state, average
+    path: Path, epoch: int, module, optimizer, scheduler, history, best_state, average
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -329,7 +301,6 @@ def _save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "best_state": best_state,
-        "generator": generator.get_state(),
         "train_loss": torch.tensor(history.train_loss, dtype=torch.float64),
         "validation_loss": torch.tensor(history.validation_loss, dtype=torch.float64),
         "best_epoch": history.best_epoch,
@@ -340,13 +311,12 @@ def _save_checkpoint(
     tmp.replace(path)
 
 
-def _resume(path: Path, module, optimizer, scheduler, history, generator, average) -> tuple[int, dict]:
+def _resume(path: Path, module, optimizer, scheduler, history, average) -> tuple[int, dict]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["module"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"]:
         scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
     history.train_loss = state["train_loss"].tolist()
     history.validation_loss = state["validation_loss"].tolist()
     history.best_epoch = int(state["best_epoch"])

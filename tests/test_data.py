@@ -6,7 +6,7 @@ import torch
 
 import sbi_gen
 from sbi_gen import DataError, ModelFileError, PriorSupportError, UniformPrior
-from sbi_gen.data import check_observations, check_pairs
+from sbi_gen.pairs import check_observations, check_pairs
 
 
 @pytest.fixture()

@@ -19,8 +19,9 @@ import torch
 import sbi_gen
 from sbi_gen import DataError, ModelFileError
 from sbi_gen.cli import main
-from sbi_gen.executors import ChunkError, InProcessExecutor, chunk_generator, resume_store, simulate_to_store
+from sbi_gen.executors import ChunkError, InProcessExecutor, resume_store, simulate_to_store
 from sbi_gen.hookspecs import SimulatorSpec, hookimpl
+from sbi_gen.simulation import chunk_generator
 from sbi_gen.store import SimulationStore, _count_non_finite, is_store
 from sbi_gen_simulators.toy_gaussian import ToyGaussian
 
@@ -149,7 +150,8 @@ def test_the_background_writer_owns_the_file_and_keeps_every_chunk_handed_over(t
     """One thread touches h5py; an interruption or a failed write keeps the chunks written before it."""
     import threading
 
-    from sbi_gen.store import BackgroundWriter, ChunkWriter
+    from sbi_gen.background_writer import BackgroundWriter
+    from sbi_gen.store import ChunkWriter
 
     simulator = sbi_gen.get_simulator("toy_gaussian", dim=2)
     store = SimulationStore.create(tmp_path / "s.h5", simulator.describe(), 500, seed=0, chunk_size=100)

@@ -67,16 +67,6 @@ def test_dataloader_workers_share_the_chunks(store):
     assert torch.equal(_sorted(rows), _sorted(store.to_simulation_set().theta))
 
 
-def test_streaming_classes_are_still_importable_from_the_store_module():
-    import sbi_gen.store
-    import sbi_gen.streaming
-
-    for name in ("StoreDataset", "StorePairs", "RunningMoments"):
-        assert getattr(sbi_gen.store, name) is getattr(sbi_gen.streaming, name)
-    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
-        sbi_gen.store.Nothing  # noqa: B018
-
-
 def test_store_pairs_is_a_pair_source_and_checks_rows(tmp_path, store):
     narrow = sbi_gen.UniformPrior([-1.0, -1.0], [1.0, 1.0])
     assert isinstance(StorePairs(store), PairSource)
@@ -118,10 +108,8 @@ def test_train_moves_streamed_batches_to_the_module_device(store):
         seen.append((theta.device, x.device))
         return ((theta - probe.weight) ** 2).sum(1)
 
-    train(probe, loss, StorePairs(store), None, TrainingConfig(max_epochs=1, progress=False))
+    train(probe, loss, StorePairs(store), TrainingConfig(max_epochs=1, progress=False))
     assert seen and all(t == probe.weight.device and x == probe.weight.device for t, x in seen)
-    with pytest.raises(TypeError, match="x must be None"):
-        train(probe, loss, StorePairs(store), torch.zeros(3), TrainingConfig(max_epochs=1, progress=False))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -81,10 +81,10 @@ class _NoTracking:
         pass
 
 
-def _inference(method: str, prior: torch.distributions.Distribution):
+def _inference(method: str, prior: torch.distributions.Distribution, device: str = "cpu"):
     from sbi.inference import FMPE, NPE, NPSE
 
-    common = {"prior": prior, "show_progress_bars": False, "tracker": _NoTracking()}
+    common = {"prior": prior, "show_progress_bars": False, "tracker": _NoTracking(), "device": device}
     if method == "sbi:NPE-maf":
         return NPE(density_estimator="maf", **common)
     if method == "sbi:NPE-nsf":
@@ -98,7 +98,7 @@ def _inference(method: str, prior: torch.distributions.Distribution):
 
 def train_and_sample(
     method: str, prior: Prior, theta: Tensor, x: Tensor, x_obs: Tensor, num_samples: int, seed: int,
-    train_options: dict[str, Any] | None = None,
+    train_options: dict[str, Any] | None = None, device: str = "cpu",
 ) -> dict[str, Any]:
     """Train sbi's ``method`` on ``theta [n, d]``, ``x [n, *x_shape]``; ``num_samples`` draws per ``x_obs [B, ...]``.
 
@@ -108,7 +108,7 @@ def train_and_sample(
     import sbi
 
     torch.manual_seed(seed)
-    inference = _inference(method, as_torch_prior(prior))
+    inference = _inference(method, as_torch_prior(prior), device)
     flat_x = x.reshape(len(x), -1).float()
     start = time.perf_counter()
     inference.append_simulations(theta.float(), flat_x)

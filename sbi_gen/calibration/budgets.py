@@ -18,7 +18,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from sbi_gen.calibration.report import calibrate_estimator
-from sbi_gen.data import simulate
+from sbi_gen.seeding import RandomStreams
+from sbi_gen.simulation import simulate
 
 __all__ = ["BudgetPoint", "BudgetSweep", "budget_sweep", "parse_budgets", "write_budget_sweep"]
 
@@ -72,10 +73,13 @@ def budget_sweep(
         simulator: the simulator that makes training and test pairs.
         budgets: numbers of training simulations.
         num_simulations, num_samples: test pairs and posterior draws per pair of each report.
-        seed: seeds training pairs (``seed``), test pairs and sampling (``seed + 1`` on).
+        seed: seeds every step from its own stream of :class:`~sbi_gen.seeding.RandomStreams`:
+            the test pairs (``test_pairs``, the same as :func:`calibrate`'s for this seed), each
+            budget's training pairs (``simulate``), training (``train``) and report (``calibrate``).
         training_options: :class:`~sbi_gen.training.TrainingConfig` overrides.
     """
-    test_set = simulate(simulator, num_simulations, seed=seed + 1_000_003)
+    streams = RandomStreams(seed)
+    test_set = simulate(simulator, num_simulations, seed=streams.seed("test_pairs"))
     sweep = BudgetSweep(
         estimator=make_estimator().name, simulator=simulator.name,
         settings={"num_simulations": num_simulations, "num_samples": num_samples, "seed": seed, "alpha": alpha,
@@ -83,11 +87,11 @@ def budget_sweep(
     )
     for budget in budgets:
         estimator = make_estimator()
-        data = simulate(simulator, budget, seed=seed)
-        history = estimator.fit(data.theta, data.x, simulator.prior,
-                                estimator.training_config(**{"seed": seed, **(training_options or {})}))
+        data = simulate(simulator, budget, seed=streams.seed("simulate"))
+        training = estimator.training_config(**{"seed": streams.seed("train"), **(training_options or {})})
+        history = estimator.fit(data, prior=simulator.prior, training=training)
         report = calibrate_estimator(estimator, simulator, num_simulations=num_simulations, num_samples=num_samples,
-                                     seed=seed, alpha=alpha, test_set=test_set)
+                                     seed=streams.seed("calibrate"), alpha=alpha, test_set=test_set)
         coverage = report.coverage
         sweep.points.append(BudgetPoint(
             budget=budget,

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sbi_gen.cli.common import check_writable_folder, parse_options, positive_int
+from sbi_gen.cli.common import add_seed_argument, check_writable_folder, parse_options, positive_int
 from sbi_gen.errors import DataError, UntrustworthyResultError
+from sbi_gen.simulation import DEFAULT_CHUNK_SIZE
 
 __all__ = ["add_parser", "command"]
 
@@ -21,16 +22,19 @@ def add_parser(commands) -> None:
         description="Simulate pairs. An .h5 output is a simulation store written chunk by chunk: an interrupted "
         "run keeps every finished chunk and --resume completes it; chunks run in this process, on a local Dask "
         "cluster (--workers N) or on an existing Dask scheduler (--scheduler ADDRESS), with the same pairs "
-        "whatever runs them. An .npz output is simulated in memory and written at the end. While a run writes "
+        "whatever runs them. An .npz output is simulated in memory, chunk by chunk in the same way (so the same "
+        "seed and chunk size give the same pairs as an .h5 store), and written at the end. While a run writes "
         "its output, a second run on the same path is refused.",
     )
     sim.add_argument("simulator", nargs="?", help="registered simulator name (see `sbi-gen plugins`)")
-    sim.add_argument("-n", "--num", type=positive_int, help=f"number of pairs (default: {DEFAULT_NUM})")
+    sim.add_argument("-n", "--simulations", type=positive_int, help=f"number of pairs (default: {DEFAULT_NUM})")
     sim.add_argument("-o", "--out", required=True, help="output .h5 store or .npz file (new, unless --resume)")
-    sim.add_argument("--seed", type=int, help="random seed (default: 0)")
+    add_seed_argument(sim, default=None)
     sim.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
+    sim.add_argument("--chunk-size", type=positive_int,
+                     help=f"pairs per chunk, each chunk with its own random stream (default: {DEFAULT_CHUNK_SIZE}); "
+                     "the same seed and chunk size give the same pairs in .h5 and .npz")
     store = sim.add_argument_group("simulation store (.h5 output)")
-    store.add_argument("--chunk-size", type=positive_int, help="pairs per chunk (default: 10000)")
     store.add_argument("--resume", action="store_true", help="simulate the missing chunks of an existing store")
     store.add_argument("--workers", type=positive_int, help="run chunks on a local Dask cluster of N worker processes")
     store.add_argument("--scheduler", metavar="ADDRESS", help="run chunks on an existing Dask scheduler")
@@ -53,8 +57,7 @@ def command(args: argparse.Namespace) -> int:
     if out.suffix != ".npz":
         raise DataError(f"-o/--out: simulations are written to an .h5 store or an .npz file, got {out.name!r}")
     store_only = {"--resume": args.resume, "--workers": args.workers, "--scheduler": args.scheduler,
-                  "--sync-write": args.sync_write,
-                  "--chunk-size": args.chunk_size, "--keep-non-finite/--drop-non-finite": args.non_finite}
+                  "--sync-write": args.sync_write, "--keep-non-finite/--drop-non-finite": args.non_finite}
     given = [flag for flag, value in store_only.items() if value]
     if given:
         raise DataError(f"{', '.join(given)} need(s) an HDF5 store: give an .h5 --out")
@@ -64,48 +67,33 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _simulate_npz(args: argparse.Namespace, out: Path) -> int:
-    from sbi_gen.data import save_simulations, simulate
+    from sbi_gen.data import save_simulations
     from sbi_gen.locking import exclusive_output
     from sbi_gen.registry import get_simulator
+    from sbi_gen.simulation import simulate
 
     check_writable_folder(out.parent, "-o/--out")
     simulator = get_simulator(args.simulator, **parse_options(args.option))
     with exclusive_output(out):
         if out.exists():
             raise DataError(f"-o/--out: {out} exists; sbi-gen never overwrites simulations: choose another path")
-        data = simulate(simulator, args.num or DEFAULT_NUM, seed=args.seed or 0)
+        data = simulate(simulator, args.simulations or DEFAULT_NUM, seed=args.seed or 0,
+                        chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE)
         save_simulations(out, data)
     print(f"wrote {len(data)} pairs (theta {list(data.theta.shape)}, x {list(data.x.shape)}) to {out}")
     return 0
 
 
-def _check_resume(args: argparse.Namespace, out: Path) -> None:
-    """With --resume, whatever else is given must match what the store records."""
-    from sbi_gen.store import SimulationStore
-
-    meta = SimulationStore.open(out).meta
-    recorded = {"simulator": meta["simulator"]["name"], "num": meta["num_simulations"], "seed": meta["seed"],
-                "chunk_size": meta["chunk_size"], "non_finite": meta["non_finite"]}
-    for key, value in recorded.items():
-        given = getattr(args, key)
-        if given is not None and given != value:
-            raise DataError(f"{out} was started with {key}={value!r}; --resume got {given!r} (leave it out to use "
-                            "the recorded value)")
-    options = parse_options(args.option)
-    if options and {**meta["simulator"]["options"], **options} != meta["simulator"]["options"]:
-        raise DataError(f"{out} was started with simulator options {meta['simulator']['options']}; --resume got "
-                        f"{options}")
-
-
 def _simulate_store(args: argparse.Namespace, out: Path) -> int:
-    from sbi_gen.executors import make_executor, resume_store, simulate_to_store
+    from sbi_gen.executors import check_resume, make_executor, resume_store, simulate_to_store
     from sbi_gen.registry import get_simulator
     from sbi_gen.store import SimulationStore
 
     if args.resume:
         if not out.exists():
             raise DataError(f"--resume: no store at {out} to complete")
-        _check_resume(args, out)
+        check_resume(out, simulator=args.simulator, simulations=args.simulations, seed=args.seed,
+                     chunk_size=args.chunk_size, non_finite=args.non_finite, options=parse_options(args.option))
         if SimulationStore.open(out).is_complete:
             print(f"{out} is already complete; nothing to simulate")
             return 0
@@ -123,8 +111,9 @@ def _simulate_store(args: argparse.Namespace, out: Path) -> int:
                                       background_write=not args.sync_write)
             else:
                 report = simulate_to_store(
-                    simulator, args.num or DEFAULT_NUM, out, seed=args.seed or 0,
-                    chunk_size=args.chunk_size or DEFAULT_NUM, executor=executor, non_finite=args.non_finite or "drop",
+                    simulator, args.simulations or DEFAULT_NUM, out, seed=args.seed or 0,
+                    chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, executor=executor,
+                    non_finite=args.non_finite or "drop",
                     progress=not args.no_progress, background_write=not args.sync_write,
                 )
     except KeyboardInterrupt:
