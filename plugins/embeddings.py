@@ -9,9 +9,9 @@ import math
 
 from torch import Tensor, nn
 
-from sbi_gen.hookspecs import EmbeddingSpec, hookimpl
+from sbi_gen.hookspecs import EmbeddingCapabilities, EmbeddingSpec, hookimpl
 from sbi_gen.nn import DeepSetsEmbedding, MLPEmbedding
-from sbi_gen_plugins.svd_embedding import SVDResidualEmbedding
+from sbi_gen_plugins.svd_embedding import gw_svd_embedding
 
 __all__ = ["IdentityEmbedding"]
 
@@ -41,12 +41,12 @@ def sbi_gen_embeddings() -> list[EmbeddingSpec]:
             DeepSetsEmbedding,
             # estimators standardize x with one mean / std along this axis, so the whole
             # pipeline (not only the embedding) is invariant to permutations of the set
-            {"set_axis": 0},
+            EmbeddingCapabilities(set_axis=0),
         ),
         EmbeddingSpec(
             "gw_svd",
             "whitened strain [n_det, 2, n_bins] projected on an SVD basis of the simulator's noise-free waveforms "
             "(DINGO), then a residual MLP (simulator, simulator_options, num_basis, num_waveforms, trainable)",
-            SVDResidualEmbedding,
+            gw_svd_embedding,
         ),
     ]

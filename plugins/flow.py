@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from nflows.nn.nets import ResidualNet
@@ -37,17 +38,19 @@ from nflows.utils import create_alternating_binary_mask
 from torch import Tensor, nn
 
 from sbi_gen.estimator import PosteriorEstimator
-from sbi_gen.hookspecs import EstimatorSpec, hookimpl
-from sbi_gen.registry import get_registry
+from sbi_gen.estimator_options import EmbeddingOptions
+from sbi_gen.hookspecs import EstimatorCapabilities, EstimatorSpec, hookimpl
 from sbi_gen_plugins.spline import SplineCoupling
 
-__all__ = ["FlowPosterior", "ConditionalFlow"]
+__all__ = ["FlowPosterior", "FlowOptions", "ConditionalFlow"]
 
 # nflows' LULinear calls torch.triangular_solve, which torch deprecates with a
 # warning on every call; it is nflows' to fix and nothing a user can act on.
 warnings.filterwarnings("ignore", message="torch.triangular_solve is deprecated", category=UserWarning)
 
-FLOW_TYPES = ("nsf", "maf", "nsf_ar")
+#: the flows of option ``flow``
+FlowType = Literal["nsf", "maf", "nsf_ar"]
+FLOW_TYPES = get_args(FlowType)
 
 
 class ConditionalFlow(nn.Module):
@@ -101,72 +104,69 @@ def _spline_coupling_layers(dim: int, context: int, hidden: int, bins: int, bloc
     return layers
 
 
-class FlowPosterior(PosteriorEstimator):
-    """Amortized posterior from a conditional normalizing flow.
+@dataclass(frozen=True)
+class FlowOptions(EmbeddingOptions):
+    """Options of the ``flow`` estimator (and ``embedding``, ``embedding_features``, ``embedding_options``)."""
 
-    Arguments:
-        flow: ``"nsf"`` (default), ``"maf"`` or ``"nsf_ar"`` (see the module doc).
-        num_transforms: number of flow layers.
-        hidden_features: width of the conditioner networks.
-        num_blocks: residual blocks (or hidden layers) per conditioner.
-        num_bins: spline bins (spline flows only).
-        tail_bound: splines act on ``[-tail_bound, tail_bound]``, identity outside.
-        embedding: registered embedding-net name for ``x`` (``"mlp"``).
-        embedding_features: size of the embedding.
-        embedding_options: keyword options of the embedding net.
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    #: ``"nsf"`` (spline coupling), ``"maf"`` (masked affine) or ``"nsf_ar"`` (autoregressive splines)
+    flow: FlowType = "nsf"
+    #: number of flow layers
+    num_transforms: int = 5
+    #: width of the conditioner networks
+    hidden_features: int = 64
+    #: residual blocks (or hidden layers) per conditioner
+    num_blocks: int = 2
+    #: spline bins (spline flows only)
+    num_bins: int = 8
+    #: splines act on ``[-tail_bound, tail_bound]``, identity outside
+    tail_bound: float = 5.0
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("num_transforms", "hidden_features", "num_bins"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"option {name!r} must be positive, got {getattr(self, name)}")
+        if self.num_blocks < 0:
+            raise ValueError(f"option 'num_blocks' must not be negative, got {self.num_blocks}")
+        if not self.tail_bound > 0:
+            raise ValueError(f"option 'tail_bound' must be positive, got {self.tail_bound}")
+
+
+class FlowPosterior(PosteriorEstimator):
+    """Amortized posterior from a conditional normalizing flow; options: :class:`FlowOptions`.
+
+    ``FlowPosterior(device="cpu", **options)``, e.g. ``FlowPosterior(flow="maf", num_transforms=3)``.
     """
 
     name = "flow"
-    capabilities = {"has_log_prob": True, "log_prob_method": "exact"}
+    capabilities = EstimatorCapabilities(has_log_prob=True, log_prob_method="exact")
+    Options = FlowOptions
+    options: FlowOptions
 
-    def __init__(
-        self,
-        flow: str = "nsf",
-        num_transforms: int = 5,
-        hidden_features: int = 64,
-        num_blocks: int = 2,
-        num_bins: int = 8,
-        tail_bound: float = 5.0,
-        embedding: str = "mlp",
-        embedding_features: int = 32,
-        embedding_options: dict[str, Any] | None = None,
-        device: str = "cpu",
-    ) -> None:
-        if flow not in FLOW_TYPES:
-            raise ValueError(f"unknown flow {flow!r}; choose one of {FLOW_TYPES}")
-        super().__init__(
-            device=device, flow=flow, num_transforms=num_transforms, hidden_features=hidden_features,
-            num_blocks=num_blocks, num_bins=num_bins, tail_bound=tail_bound, embedding=embedding,
-            embedding_features=embedding_features, embedding_options=dict(embedding_options or {}),
-        )
-
-    def build(self, theta_dim: int, x_shape: tuple[int, ...]) -> nn.Module:
+    def build(self, theta_dim: int, x_shape: tuple[int, ...], embedding: nn.Module) -> nn.Module:
         o = self.options
-        embedding = get_registry().embedding(o["embedding"], x_shape, o["embedding_features"], **o["embedding_options"])
         with torch.no_grad():
             context = embedding(torch.zeros(2, *x_shape)).shape[-1]
-        flow = o["flow"] if theta_dim > 1 or o["flow"] != "nsf" else "nsf_ar"  # coupling needs d >= 2
+        flow = o.flow if theta_dim > 1 or o.flow != "nsf" else "nsf_ar"  # coupling needs d >= 2
         layers: list[nn.Module] = []
         if flow == "nsf":
             layers = _spline_coupling_layers(
-                theta_dim, context, o["hidden_features"], o["num_bins"], o["num_blocks"], o["num_transforms"],
-                o["tail_bound"],
+                theta_dim, context, o.hidden_features, o.num_bins, o.num_blocks, o.num_transforms, o.tail_bound,
             )
         else:
-            for _ in range(o["num_transforms"]):
+            for _ in range(o.num_transforms):
                 if flow == "maf":
                     layers.append(
                         MaskedAffineAutoregressiveTransform(
-                            theta_dim, o["hidden_features"], context_features=context, num_blocks=o["num_blocks"],
+                            theta_dim, o.hidden_features, context_features=context, num_blocks=o.num_blocks,
                             use_residual_blocks=False, activation=torch.tanh,
                         )
                     )
                 else:
                     layers.append(
                         MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
-                            theta_dim, o["hidden_features"], context_features=context, num_bins=o["num_bins"],
-                            tails="linear", tail_bound=o["tail_bound"], num_blocks=o["num_blocks"],
+                            theta_dim, o.hidden_features, context_features=context, num_bins=o.num_bins,
+                            tails="linear", tail_bound=o.tail_bound, num_blocks=o.num_blocks,
                             use_residual_blocks=False,
                         )
                     )
@@ -190,6 +190,5 @@ def sbi_gen_estimators() -> list[EstimatorSpec]:
             "flow",
             "conditional normalizing flow (neural spline coupling by default; maf, nsf_ar) on nflows",
             FlowPosterior,
-            {"has_log_prob": True, "log_prob_method": "exact"},
         )
     ]

@@ -17,8 +17,9 @@ module holds everything they have in common:
   with the exact divergence (``d`` backward passes) for small ``d`` and
   Hutchinson's estimator ``E[eps^T (dv/dz) eps]`` (Grathwohl et al. 2019,
   FFJORD, arXiv:1810.01367) above a threshold dimension;
-- :class:`ODEPosterior`, the estimator base both plugins subclass: build,
-  batched sampling, ``log_prob``, training defaults.
+- :class:`ODEOptions`, the options both plugins share, and :class:`ODEPosterior`,
+  the estimator base both plugins subclass: build, batched sampling, ``log_prob``,
+  training defaults.
 
 What the density means: ``log_prob`` is the exact log-density of the
 distribution of the *ODE sampler* up to the discretization error of the
@@ -41,15 +42,17 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from sbi_gen.estimator import PosteriorEstimator
-from sbi_gen.registry import get_registry
+from sbi_gen.estimator_options import EmbeddingOptions
+from sbi_gen.hookspecs import EstimatorCapabilities
 
-__all__ = ["TimeEmbedding", "VectorFieldNet", "ConditionalField", "heun_integrate", "ode_log_prob", "ODEPosterior"]
+__all__ = ["TimeEmbedding", "VectorFieldNet", "ConditionalField", "heun_integrate", "ode_log_prob", "ODEOptions",
+           "ODEPosterior"]
 
 Field = Callable[[Tensor, float], Tensor]
 
@@ -191,53 +194,47 @@ def time_grid(start: float, end: float, steps: int, rho: float = 1.0) -> list[fl
     return grid if start <= end else grid[::-1]
 
 
+@dataclass(frozen=True)
+class ODEOptions(EmbeddingOptions):
+    """Options shared by the ODE estimators (and ``embedding``, ``embedding_features``, ``embedding_options``)."""
+
+    #: width of the residual MLP
+    hidden_features: int = 128
+    #: its residual blocks
+    num_blocks: int = 3
+    #: size of the sinusoidal time embedding
+    time_features: int = 32
+    #: solver steps when sampling (Heun: two network passes each)
+    num_steps: int = 25
+    #: Heun steps of the density ODE
+    log_prob_steps: int = 25
+    #: exact divergence up to this ``d``, Hutchinson's estimator above
+    exact_divergence_max_dim: int = 10
+    #: add a linear map of ``[z_t, embed(x)]`` to the network's output (see :class:`VectorFieldNet`)
+    linear_skip: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_steps < 1 or self.log_prob_steps < 1:
+            raise ValueError(f"options 'num_steps' and 'log_prob_steps' must be positive, got {self.num_steps}, "
+                             f"{self.log_prob_steps}")
+
+
 class ODEPosterior(PosteriorEstimator):
     """Base of estimators whose samples are the flow of a learned ODE from N(0, I) at ``t = 1`` to ``t = t_min``.
 
-    Subclasses implement :meth:`velocity` (``dz/dt`` from the network's output),
-    :meth:`loss_z` and set :attr:`t_min` and :attr:`grid_rho`. Options shared by
-    both plugins are documented on the subclasses.
+    Subclasses set :attr:`Options` (an :class:`ODEOptions` subclass), implement :meth:`velocity`
+    (``dz/dt`` from the network's output) and :meth:`pair_loss`, and set :attr:`t_min` and
+    :attr:`grid_rho`.
     """
 
-    #: options added after models were first saved, with the values that reproduce the older models
-    legacy_options: ClassVar[dict[str, Any]] = {"linear_skip": False}
-
-    capabilities = {"has_log_prob": True, "log_prob_method": "ode"}
+    capabilities = EstimatorCapabilities(has_log_prob=True, log_prob_method="ode")
+    Options = ODEOptions
+    options: ODEOptions
     #: the ODE runs on ``[t_min, 1]``
     t_min: float = 0.0
     #: exponent of the time grid (``> 1`` puts more steps near the data end)
     grid_rho: float = 1.0
-
-    def __init__(
-        self,
-        device: str = "cpu",
-        *,
-        hidden_features: int,
-        num_blocks: int,
-        time_features: int,
-        embedding: str,
-        embedding_features: int,
-        embedding_options: dict[str, Any] | None,
-        num_steps: int,
-        log_prob_steps: int,
-        exact_divergence_max_dim: int,
-        linear_skip: bool,
-        **method_options: Any,
-    ) -> None:
-        if num_steps < 1 or log_prob_steps < 1:
-            raise ValueError(f"num_steps and log_prob_steps must be positive, got {num_steps}, {log_prob_steps}")
-        super().__init__(
-            device=device, hidden_features=hidden_features, num_blocks=num_blocks, time_features=time_features,
-            embedding=embedding, embedding_features=embedding_features,
-            embedding_options=dict(embedding_options or {}), num_steps=num_steps, log_prob_steps=log_prob_steps,
-            exact_divergence_max_dim=exact_divergence_max_dim, linear_skip=linear_skip, **method_options,
-        )
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], device: str = "cpu") -> ODEPosterior:
-        """As the base class, with :attr:`legacy_options` filled in for models saved before those options existed."""
-        config = {**config, "options": {**cls.legacy_options, **config["options"]}}
-        return super().from_config(config, state, device)
 
     # -- what the two plugins differ in -----------------------------------
 
@@ -251,14 +248,11 @@ class ODEPosterior(PosteriorEstimator):
 
     # -- shared ------------------------------------------------------------
 
-    def build(self, theta_dim: int, x_shape: tuple[int, ...]) -> nn.Module:
+    def build(self, theta_dim: int, x_shape: tuple[int, ...], embedding: nn.Module) -> nn.Module:
         o = self.options
-        embedding = get_registry().embedding(o["embedding"], x_shape, o["embedding_features"], **o["embedding_options"])
         with torch.no_grad():
             context = embedding(torch.zeros(2, *x_shape)).shape[-1]
-        net = VectorFieldNet(
-            theta_dim, context, o["hidden_features"], o["num_blocks"], o["time_features"], o["linear_skip"]
-        )
+        net = VectorFieldNet(theta_dim, context, o.hidden_features, o.num_blocks, o.time_features, o.linear_skip)
         return ConditionalField(embedding, net, theta_dim)
 
     def loss_z(self, z: Tensor, x: Tensor) -> Tensor:
@@ -298,15 +292,15 @@ class ODEPosterior(PosteriorEstimator):
 
     def integrate_samples(self, noise: Tensor, context: Tensor, generator: torch.Generator | None) -> Tensor:
         """Map base noise ``[b, d]`` at ``t = 1`` to samples at ``t_min`` (the probability-flow ODE)."""
-        times = time_grid(1.0, self.t_min, self.options["num_steps"], self.grid_rho)
+        times = time_grid(1.0, self.t_min, self.options.num_steps, self.grid_rho)
         return heun_integrate(self._field(context), noise, times)
 
     def log_prob_z(self, z: Tensor, x: Tensor) -> Tensor:
         context = self.core.embedding(x)
         n, batch, d = z.shape
         flat_z, flat_context = z.reshape(-1, d), context.repeat(n, 1)
-        times = time_grid(self.t_min, 1.0, self.options["log_prob_steps"], self.grid_rho)
-        hutchinson = d > self.options["exact_divergence_max_dim"]
+        times = time_grid(self.t_min, 1.0, self.options.log_prob_steps, self.grid_rho)
+        hutchinson = d > self.options.exact_divergence_max_dim
         generator = torch.Generator().manual_seed(0)  # fixed probes: log_prob is deterministic
         parts = []
         for i in range(0, len(flat_z), LOG_PROB_CHUNK):

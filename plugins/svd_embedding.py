@@ -44,12 +44,21 @@ the SVD projection already keeps the information, and freezing it keeps
 which matters for the 10^4 - 10^5 simulations typical here; ``trainable=True``
 trains it from the SVD initialization, as DINGO does.
 
+Construction. :class:`SVDResidualEmbedding` is a plain module that is handed
+its basis; it knows nothing of simulators or of the registry.
+:func:`gw_svd_embedding`, the registered ``gw_svd`` factory, does the rest
+outside the module: it takes a built simulator, or builds the named one through
+the registry that resolves the embedding (passed in as ``registry``), checks
+that its ``x_shape`` is the one to embed, and computes the basis with
+:func:`waveform_basis`.
+
 Saving. ``basis``, ``scale`` and ``singular_values`` are buffers (``basis`` a
 parameter when trainable), saved in ``weights.safetensors``, so a loaded model
 never depends on recomputing the SVD; when an estimator is loaded
-(:func:`sbi_gen.nn.loading_weights`) the SVD is skipped. Bases are cached in
-memory per (simulator, options, sizes, seed), so retraining in one process
-(e.g. ``sbi-gen calibrate --budgets``) computes each once.
+(:func:`sbi_gen.nn.loading_weights`) the factory builds no simulator and runs no
+SVD. Bases of named simulators are cached in memory per (simulator, options,
+sizes, seed), so retraining in one process (e.g. ``sbi-gen calibrate
+--budgets``) computes each once.
 """
 
 from __future__ import annotations
@@ -63,7 +72,7 @@ from torch import Tensor, nn
 
 from sbi_gen.nn import weights_will_be_loaded
 
-__all__ = ["ResidualBlock", "SVDResidualEmbedding", "waveform_basis"]
+__all__ = ["ResidualBlock", "SVDResidualEmbedding", "gw_svd_embedding", "waveform_basis"]
 
 #: waveforms simulated at once while building a basis
 _CHUNK = 1024
@@ -179,65 +188,115 @@ def _leading_right_singular_vectors(matrix: Tensor, k: int, simulator: str) -> t
     return vectors.float(), eigenvalues.sqrt()
 
 
-class SVDResidualEmbedding(nn.Module):
-    """Linear projection of standardized whitened strain onto an SVD basis, then a residual MLP.
+def _strain_shape(x_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    x_shape = tuple(int(s) for s in x_shape)
+    if len(x_shape) != 3 or x_shape[1] != 2:
+        raise ValueError(f"gw_svd embeds whitened strain x [n_det, 2 (real, imaginary), n_bins], got {x_shape}")
+    return x_shape
+
+
+def gw_svd_embedding(
+    x_shape: tuple[int, ...],
+    output_features: int,
+    simulator: Any = "gw",
+    simulator_options: dict[str, Any] | None = None,
+    num_basis: int = 256,
+    num_waveforms: int = 10_000,
+    seed: int = 0,
+    trainable: bool = False,
+    hidden_features: int = 128,
+    num_blocks: int = 2,
+    dropout: float = 0.0,
+    registry: Any = None,
+) -> SVDResidualEmbedding:
+    """The ``gw_svd`` embedding for ``x [B, *x_shape]``: the basis of ``simulator``'s waveforms, then the MLP.
 
     Arguments:
         x_shape: ``(n_det, 2, n_bins)``; must equal the simulator's ``x_shape``.
         output_features: size of the summary.
-        simulator: registered simulator whose prior and ``whitened_waveform`` define the basis.
-        simulator_options: its keyword options (the same as for the training data).
+        simulator: a registered simulator's name (built through ``registry`` with ``simulator_options``),
+            or a built simulator; its prior and ``whitened_waveform`` define the basis.
+        simulator_options: the named simulator's keyword options (the same as for the training data).
         num_basis: real basis vectors per detector (256: mean held-out mismatch 4e-4 for ``gw``).
         num_waveforms: waveforms drawn from the prior for the SVD.
         seed: seeds the prior draws.
-        trainable: train the projection (initialized from the SVD) instead of freezing it.
+        trainable, hidden_features, num_blocks, dropout: as for :class:`SVDResidualEmbedding`.
+        registry: resolves a simulator name (the registry building this embedding passes itself;
+            default the process-wide one).
+
+    Within :func:`sbi_gen.nn.loading_weights` no simulator is built and no SVD is run: the weights
+    about to be loaded hold the basis, so zero tensors of its shape stand in.
+    """
+    n_det, _, n_bins = x_shape = _strain_shape(x_shape)
+    if num_basis < 1 or num_waveforms < num_basis:
+        raise ValueError(f"need 1 <= num_basis <= num_waveforms, got {num_basis=}, {num_waveforms=}")
+    num_basis, num_waveforms, seed = int(num_basis), int(num_waveforms), int(seed)
+    if weights_will_be_loaded():
+        basis = torch.zeros(n_det, 2 * n_bins, num_basis)
+        scale, values = torch.ones(x_shape), torch.zeros(n_det, num_basis)
+    else:
+        key, described = None, repr(simulator)
+        if isinstance(simulator, str):
+            from sbi_gen.registry import get_registry
+
+            options = dict(simulator_options or {})
+            key, described = (simulator, _options_key(options), num_basis, num_waveforms, seed), repr(simulator)
+            described += f" with options {options}"
+            simulator = (registry or get_registry()).simulator(simulator, **options)
+        if tuple(simulator.x_shape) != x_shape:
+            raise ValueError(
+                f"gw_svd: simulator {described} makes x of shape {tuple(simulator.x_shape)}, but the embedding is "
+                f"asked to embed x of shape {x_shape}; pass the simulator and options of the training data as "
+                "simulator= and simulator_options="
+            )
+        basis, scale, values = waveform_basis(simulator, num_basis, num_waveforms, seed, cache_key=key)
+    return SVDResidualEmbedding(x_shape, output_features, basis, scale, values, trainable=trainable,
+                                hidden_features=hidden_features, num_blocks=num_blocks, dropout=dropout)
+
+
+class SVDResidualEmbedding(nn.Module):
+    """Linear projection of standardized whitened strain onto a given SVD basis, then a residual MLP.
+
+    Arguments:
+        x_shape: ``(n_det, 2, n_bins)``.
+        output_features: size of the summary.
+        basis: ``[n_det, 2 n_bins, num_basis]`` orthonormal columns (:func:`waveform_basis`).
+        scale: ``[n_det, 2, n_bins]``, the standard deviation the estimator's standardization finds.
+        singular_values: ``[n_det, num_basis]``, kept for inspection.
+        trainable: train the projection (initialized from ``basis``) instead of freezing it.
         hidden_features: width of the residual MLP.
         num_blocks: residual blocks.
         dropout: dropout probability inside the blocks.
 
     ``forward(x [B, n_det, 2, n_bins]) -> [B, output_features]``; :meth:`project` gives the
-    basis coefficients ``[B, n_det, num_basis]``.
+    basis coefficients ``[B, n_det, num_basis]``. :func:`gw_svd_embedding` computes the basis.
     """
 
     def __init__(
         self,
         x_shape: tuple[int, ...],
         output_features: int,
-        simulator: str = "gw",
-        simulator_options: dict[str, Any] | None = None,
-        num_basis: int = 256,
-        num_waveforms: int = 10_000,
-        seed: int = 0,
+        basis: Tensor,
+        scale: Tensor,
+        singular_values: Tensor,
         trainable: bool = False,
         hidden_features: int = 128,
         num_blocks: int = 2,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        x_shape = tuple(int(s) for s in x_shape)
-        if len(x_shape) != 3 or x_shape[1] != 2:
-            raise ValueError(f"gw_svd embeds whitened strain x [n_det, 2 (real, imaginary), n_bins], got {x_shape}")
-        if num_basis < 1 or num_waveforms < num_basis:
-            raise ValueError(f"need 1 <= num_basis <= num_waveforms, got {num_basis=}, {num_waveforms=}")
-        n_det, _, n_bins = x_shape
+        n_det, _, n_bins = x_shape = _strain_shape(x_shape)
+        num_basis = basis.shape[-1] if basis.ndim == 3 else 0
+        if basis.shape != (n_det, 2 * n_bins, num_basis) or num_basis < 1 or scale.shape != x_shape or \
+                singular_values.shape != (n_det, num_basis):
+            raise ValueError(
+                f"gw_svd for x {x_shape} needs basis [{n_det}, {2 * n_bins}, num_basis], scale {list(x_shape)} and "
+                f"singular_values [{n_det}, num_basis]; got {list(basis.shape)}, {list(scale.shape)}, "
+                f"{list(singular_values.shape)}"
+            )
         self.x_shape = x_shape
         self.num_basis = int(num_basis)
-        if weights_will_be_loaded():  # the state dict about to be loaded holds the basis: only shapes matter
-            basis = torch.zeros(n_det, 2 * n_bins, self.num_basis)
-            scale, values = torch.ones(x_shape), torch.zeros(n_det, self.num_basis)
-        else:
-            from sbi_gen.registry import get_registry
-
-            options = dict(simulator_options or {})
-            sim = get_registry().simulator(simulator, **options)
-            if tuple(sim.x_shape) != x_shape:
-                raise ValueError(
-                    f"gw_svd: simulator {simulator!r} with options {options} makes x of shape {tuple(sim.x_shape)}, "
-                    f"but the embedding is asked to embed x of shape {x_shape}; pass the simulator and options of "
-                    "the training data as simulator= and simulator_options="
-                )
-            key = (simulator, _options_key(options), self.num_basis, int(num_waveforms), int(seed))
-            basis, scale, values = waveform_basis(sim, self.num_basis, int(num_waveforms), int(seed), cache_key=key)
+        basis, scale, values = basis.float(), scale.float(), singular_values.float()
         if trainable:
             self.basis = nn.Parameter(basis)
         else:

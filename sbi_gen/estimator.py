@@ -8,9 +8,14 @@ transform and its Jacobian, the shared training loop, batched sampling over
 many observations, and saving as ``config.json`` + ``weights.safetensors``
 (no pickle, so loading a model never runs code).
 
-A plugin implements four methods:
+A plugin declares its options as a dataclass (``Options``, a subclass of
+:class:`~sbi_gen.estimator_options.EstimatorOptions`; read as ``self.options.NAME``)
+and its :class:`~sbi_gen.hookspecs.EstimatorCapabilities` (``capabilities``), once
+each, on the class, and implements four methods:
 
-- ``build(theta_dim, x_shape) -> nn.Module``: the network, untrained;
+- ``build(theta_dim, x_shape, embedding) -> nn.Module``: the network, untrained; ``embedding``
+  is the embedding net its options name, built by the base class through its registry
+  (``None`` for options without an embedding);
 - ``loss_z(z [b, d], x [b, *x_shape]) -> [b]``: the training loss;
 - ``sample_z(x [B, *x_shape], n, generator) -> [n, B, d]``;
 - ``log_prob_z(z [n, B, d], x [B, *x_shape]) -> [n, B]`` (if it has densities).
@@ -27,9 +32,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from sbi_gen.data import check_observations, check_pairs
+from sbi_gen._version import __version__
 from sbi_gen.device import resolve_device
 from sbi_gen.errors import DataError, ModelFileError, NotFittedError, UntrustworthyResultError
+from sbi_gen.estimator_options import EmbeddingOptions, EstimatorOptions
+from sbi_gen.hookspecs import EstimatorCapabilities
 from sbi_gen.model_files import (
     CONFIG_FILE,
     FORMAT_NAME,
@@ -39,7 +46,10 @@ from sbi_gen.model_files import (
     write_model_files,
 )
 from sbi_gen.nn import ParameterTransform, Standardize, loading_weights
+from sbi_gen.pairs import SimulationSet, check_observations, check_pairs
+from sbi_gen.posterior import Posterior
 from sbi_gen.prior import Prior, prior_from_config
+from sbi_gen.seeding import seeded_torch
 from sbi_gen.training import TrainingConfig, TrainingHistory, train
 
 __all__ = ["PosteriorEstimator", "load_estimator", "FORMAT_NAME", "FORMAT_VERSION"]
@@ -51,18 +61,35 @@ class PosteriorEstimator(ABC):
 
     Arguments:
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``; where the network lives.
-        **options: architecture options of the plugin (saved in the config).
+        **options: the fields of the plugin's :attr:`Options` (validated; saved in the config).
+
+    A subclass that keeps this ``__init__`` gets the signature ``(device="cpu", *, <its options>)``,
+    which is what the registry checks option names against.
     """
 
     #: registered plugin name; written into saved configs
     name: ClassVar[str] = ""
-    #: whether :meth:`log_prob` is available, and how it is computed
-    capabilities: ClassVar[dict[str, Any]] = {"has_log_prob": True, "log_prob_method": "exact"}
+    #: whether :meth:`log_prob` is available, and how it is computed (the plugin's spec shares this object)
+    capabilities: ClassVar[EstimatorCapabilities] = EstimatorCapabilities()
+    #: the dataclass of this plugin's options
+    Options: ClassVar[type[EstimatorOptions]] = EstimatorOptions
     #: this plugin's defaults for :class:`TrainingConfig` fields (e.g. longer patience for score models)
     training_defaults: ClassVar[dict[str, Any]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not isinstance(cls.capabilities, EstimatorCapabilities):
+            raise TypeError(f"{cls.__qualname__}.capabilities must be an EstimatorCapabilities record, "
+                            f"got {cls.capabilities!r}")
+        if not (isinstance(cls.Options, type) and issubclass(cls.Options, EstimatorOptions)):
+            raise TypeError(f"{cls.__qualname__}.Options must be an EstimatorOptions dataclass, got {cls.Options!r}")
+        if cls.__init__ is PosteriorEstimator.__init__:
+            cls.__signature__ = cls.Options.signature()
+
     def __init__(self, device: str = "cpu", **options: Any) -> None:
-        self.options = options
+        self.options = self.Options.parse(options, f"estimator {self.name!r}")
+        #: the registry that resolves the embedding named in the options (``None``: the process-wide one)
+        self.registry = None
         self.device = resolve_device(device)
         self.network: nn.Module | None = None
         self.prior: Prior | None = None
@@ -73,8 +100,8 @@ class PosteriorEstimator(ABC):
     # -- what plugins implement -------------------------------------------
 
     @abstractmethod
-    def build(self, theta_dim: int, x_shape: tuple[int, ...]) -> nn.Module:
-        """The untrained network for ``theta [d]`` given ``x [*x_shape]``."""
+    def build(self, theta_dim: int, x_shape: tuple[int, ...], embedding: nn.Module | None) -> nn.Module:
+        """The untrained network for ``theta [d]`` given ``x [*x_shape]``, around the built ``embedding`` net."""
 
     @abstractmethod
     def loss_z(self, z: Tensor, x: Tensor) -> Tensor:
@@ -106,20 +133,29 @@ class PosteriorEstimator(ABC):
             {
                 "theta_transform": ParameterTransform(prior.low, prior.high),
                 "x_standardize": Standardize(self.x_shape),
-                "core": self.build(prior.dim, self.x_shape),
+                "core": self.build(prior.dim, self.x_shape, self._embedding(self.x_shape)),
             }
         ).to(self.device)
         return self.network
 
-    def _set_axes(self) -> tuple[int, ...]:
-        """Axes of ``x`` that the embedding treats as an unordered set (from its spec's ``set_axis``)."""
+    def _registry(self):
         from sbi_gen.registry import get_registry
 
-        name = self.options.get("embedding")
-        if not name:
+        return self.registry or get_registry()
+
+    def _embedding(self, x_shape: tuple[int, ...]) -> nn.Module | None:
+        """The embedding net ``[B, *x_shape] -> [B, embedding_features]`` the options name, built once here."""
+        o = self.options
+        if not isinstance(o, EmbeddingOptions):
+            return None
+        return self._registry().embedding(o.embedding, x_shape, o.embedding_features, **o.embedding_options)
+
+    def _set_axes(self) -> tuple[int, ...]:
+        """Axes of ``x`` that the embedding treats as an unordered set (its spec's ``set_axis``)."""
+        if not isinstance(self.options, EmbeddingOptions):
             return ()
-        axis = get_registry().spec("embedding", name).capabilities.get("set_axis")
-        return () if axis is None else (int(axis),)
+        axis = self._registry().spec("embedding", self.options.embedding).capabilities.set_axis
+        return () if axis is None else (axis,)
 
     def _standardized_x(self, x: Tensor) -> Tensor:
         return self._require_fitted()["x_standardize"](x.to(self.device))
@@ -141,7 +177,8 @@ class PosteriorEstimator(ABC):
     ) -> TrainingHistory:
         """Train on pairs ``theta [n, d]``, ``x [n, *x_shape]`` drawn from ``prior``.
 
-        ``theta`` may instead be a simulation store (a
+        ``theta`` may instead be a :class:`~sbi_gen.pairs.SimulationSet` (with
+        ``x=None``), or a simulation store (a
         :class:`~sbi_gen.store.SimulationStore` or its path) with ``x=None``:
         pairs are then streamed from disk a chunk at a time, the
         standardization is fitted in one streaming pass, and ``prior``
@@ -160,16 +197,22 @@ class PosteriorEstimator(ABC):
         if store is not None:
             if x is not None:
                 raise TypeError("when training from a simulation store, x must be None (the store holds x)")
-            return self._fit_store(store, prior or store.prior, config, drop_invalid)
+            with seeded_torch(config.seed, self.device):  # weights and loss noise; the caller's RNG is restored
+                return self._fit_store(store, prior or store.prior, config, drop_invalid)
+        if isinstance(theta, SimulationSet):
+            if x is not None:
+                raise TypeError("when training on a SimulationSet, x must be None (the set holds x)")
+            theta, x = theta.theta, theta.x
         if x is None or prior is None:
-            raise TypeError("fit needs theta, x and prior (or a simulation store as theta)")
+            raise TypeError("fit needs theta, x and prior (or a SimulationSet or a simulation store as theta)")
         theta, x, report = check_pairs(theta, x, prior, drop_invalid=drop_invalid)
-        torch.manual_seed(config.seed)
-        network = self._assemble(prior, tuple(x.shape[1:]))
-        network["theta_transform"].fit(theta)
-        network["x_standardize"].fit(x, pooled_axes=self._set_axes())
-        self.metadata["data"] = {"num_pairs": len(theta), "dropped": report}
-        self.history = train(network, self._loss, theta.to(self.device), x.to(self.device), config)
+        with seeded_torch(config.seed, self.device):
+            network = self._assemble(prior, tuple(x.shape[1:]))
+            network["theta_transform"].fit(theta)
+            network["x_standardize"].fit(x, pooled_axes=self._set_axes())
+            self.metadata["data"] = {"num_pairs": len(theta), "dropped": report}
+            pairs = SimulationSet(theta.to(self.device), x.to(self.device))
+            self.history = train(network, self._loss, pairs, config)
         return self.history
 
     def _fit_store(self, store, prior: Prior, config: TrainingConfig, drop_invalid: bool) -> TrainingHistory:
@@ -177,7 +220,6 @@ class PosteriorEstimator(ABC):
         from sbi_gen.streaming import RunningMoments, StorePairs
 
         pairs = StorePairs(store, prior, drop_invalid=drop_invalid, buffer_rows=config.shuffle_buffer)
-        torch.manual_seed(config.seed)
         network = self._assemble(prior, store.x_shape)
         transform = network["theta_transform"]
         theta_moments = RunningMoments((prior.dim,))
@@ -192,7 +234,7 @@ class PosteriorEstimator(ABC):
         x_moments.apply_to(network["x_standardize"])
         dropped = {"non_finite": report["non_finite"], "outside_prior": report["outside_prior"]}
         self.metadata["data"] = {"num_pairs": report["num_pairs"], "dropped": dropped, "store": str(store.path)}
-        self.history = train(network, self._loss, pairs, None, config)
+        self.history = train(network, self._loss, pairs, config)
         return self.history
 
     def training_config(self, **overrides: Any) -> TrainingConfig:
@@ -230,7 +272,7 @@ class PosteriorEstimator(ABC):
         Returns ``[n, B]`` (or ``[B]``), in nats per the parameters' units;
         ``-inf`` outside the prior support.
         """
-        if not self.capabilities.get("has_log_prob", False):
+        if not self.capabilities.has_log_prob:
             raise NotImplementedError(f"estimator {self.name!r} has no log_prob")
         network = self._require_fitted()
         network.eval()
@@ -250,23 +292,26 @@ class PosteriorEstimator(ABC):
         log_q = torch.where(inside, log_q, torch.full_like(log_q, -math.inf))
         return log_q[0] if squeeze else log_q
 
-    def posterior(self, x_obs: Any) -> _BoundPosterior:
-        """The posterior for fixed observations, with ``sample(n, generator)`` and ``log_prob(theta)``."""
-        return _BoundPosterior(self, check_observations(x_obs, self.x_shape))
+    def posterior(self, x_obs: Any) -> Posterior:
+        """The :class:`~sbi_gen.posterior.Posterior` for ``x_obs [B, *x_shape]``: :meth:`sample` and :meth:`log_prob`
+        for ``x_obs``, with :attr:`capabilities` (whether and how densities are computed) and the prior."""
+        self._require_fitted()
+        x = check_observations(x_obs, self.x_shape)
+        log_prob = (lambda theta: self.log_prob(theta, x)) if self.capabilities.has_log_prob else None
+        return Posterior(lambda n, generator=None: self.sample(x, n, generator), log_prob,
+                         capabilities=self.capabilities, prior=self.prior, x=x, name=f"estimator {self.name!r}")
 
     # -- persistence -------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
         """Everything but the weights, as JSON: plugin, options, prior, shapes, training record."""
-        from sbi_gen import __version__
-
         self._require_fitted()
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "plugin": self.name,
             "sbi_gen_version": __version__,
-            "options": self.options,
+            "options": self.options.to_dict(),
             "theta_dim": self.prior.dim,
             "x_shape": list(self.x_shape),
             "prior": self.prior.to_config(),
@@ -284,9 +329,12 @@ class PosteriorEstimator(ABC):
         return path
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], device: str = "cpu") -> PosteriorEstimator:
-        """Rebuild a fitted estimator from its config and weights."""
+    def from_config(
+        cls, config: dict[str, Any], state: dict[str, Tensor], device: str = "cpu", registry=None
+    ) -> PosteriorEstimator:
+        """Rebuild a fitted estimator from its config and weights (``registry`` resolves its embedding)."""
         estimator = cls(device=device, **config["options"])
+        estimator.registry = registry
         with loading_weights():  # data-dependent initialization (e.g. an SVD basis) is about to be overwritten
             estimator._assemble(prior_from_config(config["prior"]), tuple(config["x_shape"]))
         estimator.network.load_state_dict(state)
@@ -299,19 +347,6 @@ class PosteriorEstimator(ABC):
     def __repr__(self) -> str:
         status = "unfitted" if self.network is None else f"d={self.prior.dim}, x_shape={self.x_shape}"
         return f"{type(self).__name__}({status}, options={self.options})"
-
-
-class _BoundPosterior:
-    """``q(theta | x)`` for fixed observations ``x [B, *x_shape]``."""
-
-    def __init__(self, estimator: PosteriorEstimator, x: Tensor) -> None:
-        self.estimator, self.x = estimator, x
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return self.estimator.sample(self.x, n, generator)
-
-    def log_prob(self, theta: Tensor) -> Tensor:
-        return self.estimator.log_prob(theta, self.x)
 
 
 def _require_finite_samples(theta: Tensor) -> None:
@@ -342,11 +377,12 @@ def load_estimator(path: str | os.PathLike, device: str = "cpu", registry=None) 
 
     device = str(resolve_device(device))  # an unknown or absent device is named before any file is read
     config, state = read_model_files(path)
-    factory = (registry or get_registry()).spec("estimator", config["plugin"]).factory
+    registry = registry or get_registry()
+    factory = registry.spec("estimator", config["plugin"]).factory
     if not (isinstance(factory, type) and issubclass(factory, PosteriorEstimator)):
         raise ModelFileError(f"estimator plugin {config['plugin']!r} cannot load saved models")
     try:
-        return factory.from_config(config, state, device=device)
+        return factory.from_config(config, state, device=device, registry=registry)
     except RuntimeError as error:
         raise ModelFileError(f"{Path(path) / WEIGHTS_FILE} does not match {CONFIG_FILE}: {error}") from None
     except (TypeError, ValueError, KeyError, AttributeError) as error:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,6 +68,11 @@ def read_model_files(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
         raise ModelFileError(
             f"{path} was saved in format version {version}; this sbi-gen reads up to {FORMAT_VERSION}: upgrade sbi-gen"
         )
+    if version < FORMAT_VERSION:  # no release ever wrote an older format: there is nothing to stay compatible with
+        raise ModelFileError(
+            f"{path} was saved in format version {version} by a development version of sbi-gen, without the "
+            f"checksums this one verifies; retrain the model (this sbi-gen reads format {FORMAT_VERSION})"
+        )
     missing = {"plugin", "options", "prior", "x_shape"} - set(config)
     if missing:
         raise ModelFileError(f"{config_file} lacks the key(s) {sorted(missing)}")
@@ -98,11 +102,7 @@ def _verify_checksums(config: dict[str, Any], weights: bytes, path: Path) -> Non
     """Refuse weights or weight-bound fields that differ from what was saved together."""
     checksums = config.get("checksums")
     if not isinstance(checksums, dict):
-        if config.get("format_version", 1) >= 2:
-            raise ModelFileError(f"{path / CONFIG_FILE} records no checksums; the model cannot be verified")
-        warnings.warn(f"{path} was saved without checksums (format version 1): its weights are not verified",
-                      UserWarning, stacklevel=3)
-        return
+        raise ModelFileError(f"{path / CONFIG_FILE} records no checksums; the model cannot be verified")
     if hashlib.sha256(weights).hexdigest() != checksums.get("weights_sha256"):
         raise ModelFileError(
             f"{path / WEIGHTS_FILE} does not match the checksum recorded in {CONFIG_FILE}: the file is damaged or "

@@ -36,7 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sbi_gen.data import check_observations
+from sbi_gen.pairs import check_observations
+from sbi_gen.posterior import Posterior, as_posterior
 from sbi_gen.psis import pareto_k_hat, pareto_k_threshold
 
 __all__ = ["ImportanceResult", "importance_sample"]
@@ -140,7 +141,7 @@ def _diagnose(result: ImportanceResult) -> str:
 
 @torch.no_grad()
 def importance_sample(
-    proposal,
+    proposal: Posterior | Any,
     simulator,
     x_obs: Any,
     num_samples: int = 10_000,
@@ -148,26 +149,30 @@ def importance_sample(
     generator: torch.Generator | None = None,
     batch_size: int = 10_000,
     min_efficiency: float = 0.01,
-    log_prob_method: str = "exact",
     min_ess: float = 100.0,
 ) -> ImportanceResult:
     """Weight ``num_samples`` proposals for one observation by the exact likelihood.
 
     Arguments:
-        proposal: the posterior for this observation: ``sample(n, generator) -> [n, 1, d]`` and
-            ``log_prob(theta [n, 1, d]) -> [n, 1]`` (e.g. ``estimator.posterior(x_obs)``).
-        simulator: gives ``prior`` and ``log_likelihood(theta [n, 1, d], x [1, *x_shape]) -> [n, 1]``.
+        proposal: the posterior for this observation, ``estimator.posterior(x_obs)`` (a
+            :class:`~sbi_gen.posterior.Posterior` with densities: ``sample(n, generator) -> [n, 1, d]``,
+            ``log_prob(theta [n, 1, d]) -> [n, 1]``), or a reference posterior (see
+            :func:`~sbi_gen.posterior.as_posterior`). Its ``log_prob_method`` goes into the report.
+        simulator: gives ``prior`` and ``log_likelihood(theta [n, 1, d], x [1, *x_shape]) -> [n, 1]``
+            (``capabilities.has_log_likelihood``).
         x_obs: one observation ``[*x_shape]`` (or ``[1, *x_shape]``).
         num_resampled: unweighted samples drawn from the weighted ones (default ``num_samples``).
         batch_size: proposals per likelihood evaluation.
         min_efficiency: below this ``ESS / N`` the result is flagged untrustworthy.
         min_ess: below this ESS the result is flagged untrustworthy, whatever the ratio.
-        log_prob_method: how the proposal density is computed (``"exact"``, ``"ode"``), for the report.
     """
     if num_samples < 1:
         raise ValueError(f"importance sampling needs at least one proposal, got num_samples={num_samples}")
-    if not getattr(simulator, "has_log_likelihood", False):
+    if not simulator.capabilities.has_log_likelihood:
         raise NotImplementedError(f"simulator {simulator.name!r} has no log_likelihood; refinement needs one")
+    proposal = as_posterior(proposal)
+    if not proposal.has_log_prob:
+        raise NotImplementedError(f"{proposal.name} has no log_prob; importance sampling needs proposal densities")
     x = check_observations(x_obs, simulator.x_shape)
     if len(x) != 1:
         raise ValueError(f"importance_sample refines one observation at a time, got {len(x)}")
@@ -210,7 +215,7 @@ def importance_sample(
         efficiency=ess / num_samples,
         num_zero_weight=num_zero,
         zero_weight_reasons=reasons,
-        proposal_log_prob_method=log_prob_method,
+        proposal_log_prob_method=proposal.log_prob_method,
         min_efficiency=min_efficiency,
         min_ess=min_ess,
         pareto_k=pareto_k_hat(log_w),

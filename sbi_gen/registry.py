@@ -27,9 +27,9 @@ from typing import Any
 
 import pluggy
 
-from sbi_gen import hookspecs
+import sbi_gen.hookspecs as hookspecs
 from sbi_gen.errors import DataError, DuplicatePluginError, PluginError, SbiGenError, UnknownPluginError
-from sbi_gen.hookspecs import EmbeddingSpec, EstimatorSpec, PluginSpec, SimulatorSpec
+from sbi_gen.hookspecs import EmbeddingSpec, EstimatorSpec, PluginSpec, SimulatorCapabilities, SimulatorSpec
 
 __all__ = [
     "PluginInfo",
@@ -220,16 +220,28 @@ class Registry:
         return self._collect()[kind][name].plugin
 
     def simulator(self, name: str, **options: Any):
-        """Build the simulator ``name`` with keyword ``options``."""
-        simulator = _build("simulator", name, self.spec("simulator", name).factory, options)
+        """Build the simulator ``name`` with keyword ``options``.
+
+        A simulator that carries no :class:`~sbi_gen.hookspecs.SimulatorCapabilities` of its own
+        (not a :class:`~sbi_gen.Simulator` subclass) is given its spec's.
+        """
+        spec = self.spec("simulator", name)
+        simulator = _build("simulator", name, spec.factory, options)
         simulator.name = name
         if not hasattr(simulator, "options"):
             simulator.options = dict(options)
+        if not isinstance(getattr(simulator, "capabilities", None), SimulatorCapabilities):
+            simulator.capabilities = spec.capabilities
         return simulator
 
     def estimator(self, name: str, **options: Any):
-        """Build an unfitted estimator ``name`` with keyword ``options``."""
-        return _build("estimator", name, self.spec("estimator", name).factory, options)
+        """Build an unfitted estimator ``name`` with keyword ``options``.
+
+        It resolves the embedding its options name through this registry.
+        """
+        estimator = _build("estimator", name, self.spec("estimator", name).factory, options)
+        estimator.registry = self
+        return estimator
 
     def estimator_options_for(
         self, estimator: str, simulator: str, options: dict[str, Any] | None = None,
@@ -237,16 +249,16 @@ class Registry:
     ) -> dict[str, Any]:
         """``options`` for ``estimator`` on ``simulator``, completed by what the simulator's spec suggests.
 
-        A simulator spec may suggest estimator options (capability ``estimator_options``,
-        e.g. an embedding suited to its data). They apply only to estimators that take
-        an ``embedding`` option; the caller's ``options`` win, and naming another
-        embedding drops the suggested embedding's options. An embedding built from the
+        A simulator may suggest estimator options (its capabilities'
+        ``suggested_estimator_options``, e.g. an embedding suited to its data). They apply only
+        to estimators that take an ``embedding`` option; the caller's ``options`` win, and naming
+        another embedding drops the suggested embedding's options. An embedding built from the
         simulator itself (its options name ``simulator``) gets ``simulator_options``.
         """
         options = dict(options or {})
-        suggested = copy.deepcopy(self.spec("simulator", simulator).capabilities.get("estimator_options", {}))
+        suggested = copy.deepcopy(dict(self.spec("simulator", simulator).capabilities.suggested_estimator_options))
         factory = self.spec("estimator", estimator).factory
-        if not suggested or "embedding" not in inspect.signature(factory.__init__).parameters:
+        if not suggested or "embedding" not in inspect.signature(factory).parameters:
             return options
         if "embedding" in options and options["embedding"] != suggested.get("embedding"):
             suggested.pop("embedding_options", None)
@@ -258,8 +270,18 @@ class Registry:
         return merged
 
     def embedding(self, name: str, x_shape: tuple[int, ...], output_features: int, **options: Any):
-        """Build the embedding net ``name`` for observations of shape ``x_shape``."""
-        return self.spec("embedding", name).factory(tuple(x_shape), output_features, **options)
+        """Build the embedding net ``name`` for observations of shape ``x_shape``.
+
+        A factory with a ``registry`` parameter is given this registry (to resolve the plugins its options name).
+        """
+        factory = self.spec("embedding", name).factory
+        try:
+            takes_registry = "registry" in inspect.signature(factory).parameters
+        except (TypeError, ValueError):  # a builtin or C factory
+            takes_registry = False
+        if takes_registry:
+            options = {**options, "registry": self}
+        return factory(tuple(x_shape), output_features, **options)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every plugin as a JSON-serializable dict (for ``sbi-gen plugins --json``)."""

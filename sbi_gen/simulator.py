@@ -5,24 +5,32 @@ A simulator draws ``x ~ p(x | theta)`` for a batch of parameters at once:
 output for the same generator seed. It carries its prior. Where the physics
 allows it, a simulator also offers its exact ``log_likelihood`` and a
 ``reference_posterior``; calibration and benchmarks then get ground truth.
+
+What a simulator offers is its :attr:`Simulator.capabilities`, a
+:class:`~sbi_gen.hookspecs.SimulatorCapabilities` record derived once per class
+from the methods it implements and its ``suggested_estimator_options``; the
+plugin's spec shares that record, so nothing is declared twice.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from sbi_gen.hookspecs import SimulatorCapabilities
 from sbi_gen.prior import Prior
 
-__all__ = ["Simulator", "Posterior"]
+__all__ = ["Simulator", "ReferencePosterior"]
 
 
 @runtime_checkable
-class Posterior(Protocol):
-    """A posterior for a batch of ``B`` observations (e.g. an analytic reference).
+class ReferencePosterior(Protocol):
+    """A simulator's true posterior for a batch of ``B`` observations (e.g. an analytic one).
+
+    :func:`sbi_gen.posterior.as_posterior` turns it into a :class:`~sbi_gen.posterior.Posterior`.
 
     ``sample(n, generator)`` returns ``[n, B, d]``; ``log_prob(theta)`` takes
     ``[..., B, d]`` and returns ``[..., B]``.
@@ -46,6 +54,18 @@ class Simulator(ABC):
     prior: Prior
     x_shape: tuple[int, ...]
     options: dict[str, Any]
+    #: estimator options suited to this simulator's data, e.g. ``{"embedding": "deepsets"}``
+    suggested_estimator_options: ClassVar[dict[str, Any]] = {}
+    #: what this class offers: derived for each subclass from the methods it implements
+    capabilities: ClassVar[SimulatorCapabilities] = SimulatorCapabilities()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.capabilities = SimulatorCapabilities(
+            has_log_likelihood=cls.log_likelihood is not Simulator.log_likelihood,
+            has_reference_posterior=cls.reference_posterior is not Simulator.reference_posterior,
+            suggested_estimator_options=cls.suggested_estimator_options,
+        )
 
     @abstractmethod
     def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -55,19 +75,19 @@ class Simulator(ABC):
         """Exact ``log p(x | theta)``: ``theta`` ``[..., B, d]``, ``x`` ``[B, *x_shape]`` -> ``[..., B]``."""
         raise NotImplementedError(f"simulator {self.name!r} has no tractable likelihood")
 
-    def reference_posterior(self, x: Tensor) -> Posterior:
+    def reference_posterior(self, x: Tensor) -> ReferencePosterior:
         """The true posterior for observations ``x`` ``[B, *x_shape]``, where known."""
         raise NotImplementedError(f"simulator {self.name!r} has no reference posterior")
 
     @property
     def has_log_likelihood(self) -> bool:
-        """Whether :meth:`log_likelihood` is implemented."""
-        return type(self).log_likelihood is not Simulator.log_likelihood
+        """Whether :meth:`log_likelihood` is implemented (``capabilities.has_log_likelihood``)."""
+        return self.capabilities.has_log_likelihood
 
     @property
     def has_reference_posterior(self) -> bool:
-        """Whether :meth:`reference_posterior` is implemented."""
-        return type(self).reference_posterior is not Simulator.reference_posterior
+        """Whether :meth:`reference_posterior` is implemented (``capabilities.has_reference_posterior``)."""
+        return self.capabilities.has_reference_posterior
 
     def describe(self) -> dict[str, Any]:
         """JSON description: name, options, prior and observation shape."""

@@ -247,6 +247,9 @@ class AlkaneSet(_AlkaneModel):
             on its centroid and rotated uniformly at random).
     """
 
+    # a set of i.i.d. conformations: estimators should embed it permutation-invariantly
+    suggested_estimator_options = {"embedding": "deepsets"}
+
     def __init__(
         self, chain_length: int = 8, num_conformations: int = 20, dihedrals_only: bool = False,
         frame: str = "canonical",
@@ -278,19 +281,15 @@ def _cosines(phi: Tensor) -> list[Tensor]:
 
 @hookimpl
 def sbi_gen_simulators() -> list[SimulatorSpec]:
-    capabilities = {"has_log_likelihood": True, "has_reference_posterior": True}
     return [
         SimulatorSpec(
             "alkane",
             "sufficient statistics of 50 exact Boltzmann n-octane conformations; theta = (c1, c2, c3, T)",
             Alkane,
-            capabilities,
         ),
         SimulatorSpec(
             "alkane_set",
             "a set of 20 exact Boltzmann n-octane conformations [20, 8, 3] in nm; theta = (c1, c2, c3, T)",
             AlkaneSet,
-            # a set of i.i.d. conformations: estimators should embed it permutation-invariantly
-            {**capabilities, "estimator_options": {"embedding": "deepsets"}},
         ),
     ]

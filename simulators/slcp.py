@@ -116,6 +116,5 @@ def sbi_gen_simulators() -> list[SimulatorSpec]:
             "slcp",
             "sbibm SLCP: 4 Gaussian draws, 5 parameters, four-mode posterior; exact likelihood, MCMC reference",
             SLCP,
-            {"has_log_likelihood": True, "has_reference_posterior": True},
         )
     ]

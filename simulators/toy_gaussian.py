@@ -93,6 +93,5 @@ def sbi_gen_simulators() -> list[SimulatorSpec]:
             "toy_gaussian",
             "linear-Gaussian model x = A theta + b + noise with an analytic posterior (d = 5 by default)",
             ToyGaussian,
-            {"has_log_likelihood": True, "has_reference_posterior": True},
         )
     ]

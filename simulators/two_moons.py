@@ -214,6 +214,5 @@ def sbi_gen_simulators() -> list[SimulatorSpec]:
             "two_moons",
             "sbibm two moons: 2-D bimodal crescent posterior; exact likelihood and exact reference posterior",
             TwoMoons,
-            {"has_log_likelihood": True, "has_reference_posterior": True},
         )
     ]

@@ -8,7 +8,7 @@ from sbi_gen.cli import main
 from sbi_gen.nn import Standardize, loading_weights
 from sbi_gen.registry import get_registry
 from sbi_gen_plugins import svd_embedding
-from sbi_gen_plugins.svd_embedding import SVDResidualEmbedding, waveform_basis
+from sbi_gen_plugins.svd_embedding import SVDResidualEmbedding, gw_svd_embedding, waveform_basis
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +41,7 @@ def _mismatch(h, basis):
 
 def test_registered_and_listed_by_the_cli(capsys):
     assert "gw_svd" in get_registry().names("embedding")
-    assert get_registry().spec("embedding", "gw_svd").factory is SVDResidualEmbedding
+    assert get_registry().spec("embedding", "gw_svd").factory is gw_svd_embedding
     assert main(["plugins"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "gw_svd" in line]
     assert len(lines) == 1 and lines[0].split()[:2] == ["embedding", "gw_svd"]
@@ -103,11 +103,13 @@ def test_output_shape_for_the_network_simulator():
 
 def test_clear_errors():
     with pytest.raises(ValueError, match="makes x of shape \\(1, 2, 1889\\).*shape \\(1, 2, 100\\)"):
-        SVDResidualEmbedding((1, 2, 100), 8, num_waveforms=50, num_basis=4)
+        gw_svd_embedding((1, 2, 100), 8, num_waveforms=50, num_basis=4)
     with pytest.raises(ValueError, match=r"x \[n_det, 2 \(real, imaginary\), n_bins\]"):
-        SVDResidualEmbedding((3,), 8)
+        gw_svd_embedding((3,), 8)
     with pytest.raises(ValueError, match="num_basis <= num_waveforms"):
-        SVDResidualEmbedding((1, 2, 1889), 8, num_basis=64, num_waveforms=10)
+        gw_svd_embedding((1, 2, 1889), 8, num_basis=64, num_waveforms=10)
+    with pytest.raises(ValueError, match=r"needs basis \[1, 3778, num_basis\]"):
+        SVDResidualEmbedding((1, 2, 1889), 8, torch.zeros(1, 100, 4), torch.ones(1, 2, 1889), torch.zeros(1, 4))
     with pytest.raises(TypeError, match="has no whitened_waveform"):
         waveform_basis(sbi_gen.get_simulator("toy_gaussian"), 2, 10, 0)
 
@@ -119,10 +121,45 @@ def test_loading_skips_the_svd(monkeypatch):
     monkeypatch.setattr(svd_embedding, "_compute_basis", refuse)
     monkeypatch.setattr(svd_embedding, "_BASES", type(svd_embedding._BASES)())
     with loading_weights():
-        embedding = SVDResidualEmbedding((1, 2, 1889), 8, num_basis=16)
+        embedding = gw_svd_embedding((1, 2, 1889), 8, num_basis=16, simulator="no_such_simulator")  # none is built
     assert embedding.basis.shape == (1, 2 * 1889, 16) and float(embedding.basis.abs().max()) == 0.0
     with pytest.raises(AssertionError, match="must not run"):
-        SVDResidualEmbedding((1, 2, 1889), 8, num_basis=16, num_waveforms=100, seed=3)
+        gw_svd_embedding((1, 2, 1889), 8, num_basis=16, num_waveforms=100, seed=3)
+
+
+def test_module_is_handed_its_basis_and_never_looks_up_a_simulator(gw, monkeypatch):
+    """The nn.Module takes the basis; the factory takes a built simulator; neither touches the registry."""
+    import sbi_gen.registry
+
+    basis, scale, values = waveform_basis(gw, 8, 100, 0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the registry must not be consulted")
+
+    monkeypatch.setattr(sbi_gen.registry, "get_registry", refuse)
+    monkeypatch.setattr(sbi_gen.registry.Registry, "simulator", refuse)
+    module = SVDResidualEmbedding(gw.x_shape, 4, basis, scale, values, hidden_features=8, num_blocks=1)
+    assert torch.equal(module.basis, basis) and torch.equal(module.scale, scale)
+    built = gw_svd_embedding(gw.x_shape, 4, simulator=gw, num_basis=8, num_waveforms=100, hidden_features=8,
+                             num_blocks=1)
+    assert torch.equal(built.basis, basis)  # the same prior draws (seed 0), so the same basis, bit for bit
+
+
+def test_registry_hands_itself_to_the_factory(monkeypatch):
+    """A simulator named in the options is built by the registry that builds the embedding, not the global one."""
+    import sbi_gen.registry
+
+    registry = sbi_gen.registry.Registry()
+    built = []
+    original = sbi_gen.registry.Registry.simulator
+
+    def recording(self, name, **options):
+        built.append(self)
+        return original(self, name, **options)
+
+    monkeypatch.setattr(sbi_gen.registry.Registry, "simulator", recording)
+    registry.embedding("gw_svd", (1, 2, 1889), 4, num_basis=4, num_waveforms=20, hidden_features=8, num_blocks=1)
+    assert built == [registry]
 
 
 @pytest.mark.parametrize("trainable", [False, True])

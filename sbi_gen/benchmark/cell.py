@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from sbi_gen.calibration import c2st_per_observation
-from sbi_gen.data import simulate
 from sbi_gen.registry import Registry, get_registry
+from sbi_gen.seeding import RandomStreams
+from sbi_gen.simulation import simulate
 
 __all__ = ["run_cell", "peak_rss_mb"]
 
@@ -33,14 +34,15 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def _train_and_sample_ours(spec: dict, simulator, theta, x, x_obs, num_samples: int, registry: Registry) -> dict:
-    estimator = registry.estimator(spec["method"], **spec["estimator_options"])
+def _train_and_sample_ours(spec: dict, simulator, theta, x, x_obs, num_samples: int, registry: Registry,
+                           streams: RandomStreams) -> dict:
+    estimator = registry.estimator(spec["method"], device=spec.get("device", "cpu"), **spec["estimator_options"])
     start = time.perf_counter()
-    history = estimator.fit(theta, x, simulator.prior, seed=spec["seed"], progress=False, **spec["training_options"])
+    history = estimator.fit(theta, x, simulator.prior, seed=streams.seed("train"), progress=False,
+                            **spec["training_options"])
     train_seconds = time.perf_counter() - start
-    generator = torch.Generator().manual_seed(spec["seed"] + 7)
     start = time.perf_counter()
-    samples = estimator.sample(x_obs, num_samples, generator)
+    samples = estimator.posterior(x_obs).sample(num_samples, streams.generator("sample"))
     sample_seconds = time.perf_counter() - start
     return {"samples": samples, "train_seconds": train_seconds, "sample_seconds": sample_seconds,
             "epochs": len(history.train_loss), "toolkit": "sbi-gen"}
@@ -50,35 +52,37 @@ def run_cell(spec: dict[str, Any], registry: Registry | None = None) -> dict[str
     """Run the cell ``spec`` in this process and return its result record."""
     registry = registry or get_registry()
     torch.set_num_threads(int(spec["threads"]))
-    torch.manual_seed(spec["seed"])
+    streams = RandomStreams(spec["seed"])  # the same training pairs and training seed for every method of a cell
     simulator = registry.simulator(spec["task"], **spec["simulator_options"])
     with np.load(spec["reference_file"]) as stored:
         x_obs = torch.from_numpy(stored["x"])
         reference = torch.from_numpy(stored["samples"])
     num_samples, num_observations = reference.shape[:2]
     simulate_start = time.perf_counter()
-    data = simulate(simulator, spec["budget"], seed=spec["seed"] + 1_000)
+    data = simulate(simulator, spec["budget"], seed=streams.seed("simulate"))
     simulate_seconds = time.perf_counter() - simulate_start
     baseline_mb = peak_rss_mb()
     if spec["method"].startswith("sbi:"):
         from sbi_gen.benchmark.sbi_backend import train_and_sample
 
         outcome = train_and_sample(spec["method"], simulator.prior, data.theta, data.x, x_obs, num_samples,
-                                   seed=spec["seed"], train_options=spec["training_options"])
+                                   seed=streams.seed("train"), train_options=spec["training_options"],
+                                   device=spec.get("device", "cpu"))
     else:
-        outcome = _train_and_sample_ours(spec, simulator, data.theta, data.x, x_obs, num_samples, registry)
+        outcome = _train_and_sample_ours(spec, simulator, data.theta, data.x, x_obs, num_samples, registry, streams)
     samples = torch.as_tensor(outcome.pop("samples")).reshape(num_samples, num_observations, -1)
     peak_mb = peak_rss_mb()
     if not bool(torch.isfinite(samples).all()):
         raise FloatingPointError(f"{spec['method']} returned non-finite posterior samples on {spec['task']}")
     start = time.perf_counter()
-    accuracies = [r.accuracy for r in c2st_per_observation(reference, samples, seed=spec["seed"])]
+    accuracies = [r.accuracy for r in c2st_per_observation(reference, samples, seed=streams.seed("c2st"))]
     c2st_seconds = time.perf_counter() - start
     return {
         "task": spec["task"],
         "method": spec["method"],
         "budget": spec["budget"],
         "seed": spec["seed"],
+        "device": spec.get("device", "cpu"),
         "c2st": accuracies,
         "c2st_mean": float(np.mean(accuracies)),
         "c2st_classifier": "sbi-gen torch MLP (sbibm architecture: 2 x 10 d ReLU, 5-fold CV)",

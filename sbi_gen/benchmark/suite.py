@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from sbi_gen.registry import Registry, get_registry
+from sbi_gen.seeding import RandomStreams
+from sbi_gen.simulation import simulate
 
 __all__ = ["SBI_METHODS", "SuiteConfig", "run_suite", "expand_methods", "prepare_reference", "cell_key"]
 
@@ -43,15 +45,17 @@ class SuiteConfig:
         budgets: training simulations per cell.
         num_observations: observations per task (theta drawn from the prior).
         num_samples: posterior draws per observation, and reference draws.
-        seed: seeds observations, references, training sets, training and sampling.
+        seed: seeds observations, references, training sets, training and sampling, each from its own
+            stream of :class:`~sbi_gen.seeding.RandomStreams` (the same training pairs for every method).
         simulator_options: per task, keyword options of the simulator.
         estimator_options: per task, per sbi-gen method (or ``"*"`` for all), estimator
-            options; they override the options the simulator's spec suggests
-            (capability ``estimator_options``).
+            options; they override the options the simulator suggests
+            (its capabilities' ``suggested_estimator_options``).
         training_options: :class:`~sbi_gen.TrainingConfig` overrides for sbi-gen methods.
         sbi_training_options: keyword arguments of sbi's ``train`` (e.g. ``max_num_epochs``).
         comparisons: which sbi method each sbi-gen method is compared with in the ratio table.
         threads: torch threads per cell.
+        device: where every cell trains and samples, ours and sbi's (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
         jobs: cells run at the same time, each in its own process (needs ``isolate``). On a
             machine with 2 cores, 2 jobs of 1 thread finish the grid in about half the time of
             1 job of 2 threads: the small networks here hardly use a second thread. Every cell,
@@ -67,6 +71,7 @@ class SuiteConfig:
     num_observations: int = 5
     num_samples: int = 10_000
     seed: int = 0
+    device: str = "cpu"
     simulator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     estimator_options: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     training_options: dict[str, Any] = field(default_factory=dict)
@@ -136,12 +141,13 @@ def prepare_reference(
             if stored["samples"].shape[:2] == (num_samples, num_observations):
                 return {"seconds": float(stored["seconds"]), "reused": True}
     simulator = registry.simulator(task, **options)
-    if not simulator.has_reference_posterior:
+    if not simulator.capabilities.has_reference_posterior:
         raise ValueError(f"task {task!r} has no reference posterior, so C2ST cannot be computed")
-    theta = simulator.prior.sample(num_observations, torch.Generator().manual_seed(seed + 101))
-    x = simulator.simulate(theta, torch.Generator().manual_seed(seed + 102))
+    streams = RandomStreams(seed)
+    observations = simulate(simulator, num_observations, seed=streams.seed("observations"))
+    theta, x = observations.theta, observations.x
     start = time.perf_counter()
-    samples = simulator.reference_posterior(x).sample(num_samples, torch.Generator().manual_seed(seed + 103))
+    samples = simulator.reference_posterior(x).sample(num_samples, streams.generator("reference"))
     seconds = time.perf_counter() - start
     samples = torch.as_tensor(samples).reshape(num_samples, num_observations, -1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +181,7 @@ def _cell_spec(config: SuiteConfig, registry: Registry, task: str, method: str, 
         "reference_file": str(out / "references" / f"{task}.npz"),
         "threads": config.threads,
         "jobs": config.jobs,
+        "device": config.device,
     }
 
 

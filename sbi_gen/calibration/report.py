@@ -11,10 +11,12 @@ C2ST against the reference posterior and the data-averaged-posterior check
 ``calibration.json`` (schema: :mod:`~sbi_gen.calibration.schema`),
 ``calibration.md`` and PNG plots.
 
-Any object with ``sample(n, generator) -> [n, B, d]`` and, optionally,
-``log_prob(theta [..., B, d]) -> [..., B]`` is a posterior here: a
-:class:`~sbi_gen.reference.GaussianPosterior`, or
-``estimator.posterior(x)`` of a fitted estimator.
+A posterior here is ``estimator.posterior(x)`` of a fitted estimator (a
+:class:`~sbi_gen.posterior.Posterior`, whose ``has_log_prob`` says whether
+densities exist), or any object with ``sample(n, generator) -> [n, B, d]`` and,
+optionally, ``log_prob(theta [..., B, d]) -> [..., B]`` (a reference posterior
+such as :class:`~sbi_gen.reference.GaussianPosterior`), taken in through
+:func:`~sbi_gen.posterior.as_posterior`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sbi_gen.calibration.coverage import CoverageResult, expected_coverage
 from sbi_gen.calibration.sbc import SBCCheck, sbc_check
 from sbi_gen.calibration.tarp import TARPResult, tarp
 from sbi_gen.calibration.verdict import Finding, Verdict
+from sbi_gen.posterior import Posterior, as_posterior
 from sbi_gen.prior import Parameter
 
 __all__ = ["CalibrationReport", "PosteriorDraws", "calibrate", "calibrate_estimator", "calibrate_samples",
@@ -46,7 +49,6 @@ __all__ = ["CalibrationReport", "PosteriorDraws", "calibrate", "calibrate_estima
 FORMAT_NAME = "sbi-gen-calibration"
 FORMAT_VERSION = 1
 MIN_PAIRS, MIN_SAMPLES = 100, 100
-TEST_SEED_OFFSET = 1_000_003
 
 
 @dataclass
@@ -60,22 +62,23 @@ class PosteriorDraws:
 
 
 def draw_posterior(
-    posterior: Any, theta_true: Tensor, num_samples: int, generator: torch.Generator | None = None,
+    posterior: Posterior | Any, theta_true: Tensor, num_samples: int, generator: torch.Generator | None = None,
     max_batch: int = 100_000, samples: Tensor | None = None,
 ) -> PosteriorDraws:
-    """Draw ``[L, N, d]`` once for all ``N`` observations, with densities if ``posterior.log_prob`` exists.
+    """Draw ``[L, N, d]`` once for all ``N`` observations, with densities if ``posterior.has_log_prob``.
 
     Densities are computed in chunks of at most ``max_batch`` points. A
-    posterior whose ``log_prob`` is missing or raises ``NotImplementedError``
+    posterior without ``log_prob`` (or whose ``log_prob`` raises ``NotImplementedError``)
     gets a note instead. ``samples [L, N, d]`` already drawn are reused.
     """
+    posterior = as_posterior(posterior)
     if samples is None:
         samples = posterior.sample(num_samples, generator)
     samples = torch.as_tensor(samples).detach().cpu()
     num_samples = samples.shape[0]
-    log_prob = getattr(posterior, "log_prob", None)
-    if log_prob is None:
+    if not posterior.has_log_prob:
         return PosteriorDraws(samples, note="the posterior has no log_prob")
+    log_prob = posterior.log_prob
     try:
         log_prob_true = torch.as_tensor(log_prob(torch.as_tensor(theta_true).unsqueeze(0)))[0].cpu()
     except NotImplementedError as error:
@@ -228,32 +231,34 @@ def calibrate(
             references) and, if it has one, the reference posterior.
         num_simulations, num_samples: ``N`` test pairs and ``L`` draws for each.
         c2st_observations: test observations compared with the reference posterior.
-        seed: seeds everything; the test pairs are simulated with seed
-            ``seed + TEST_SEED_OFFSET`` so that they do not repeat training pairs
-            simulated with a small seed.
+        seed: seeds everything, each step from its own stream of
+            :class:`~sbi_gen.seeding.RandomStreams` (``test_pairs``, ``sample``,
+            ``reference``, ``prior``, ``diagnostics``); the test pairs are
+            independent of training pairs simulated from another stream of the same seed.
         test_set: a :class:`~sbi_gen.data.SimulationSet` to use instead of simulating.
         samples: ``[L, N, d]`` draws already made for ``test_set.x``, reused.
     """
-    from sbi_gen.data import simulate
+    from sbi_gen.seeding import RandomStreams
+    from sbi_gen.simulation import simulate
 
     start = time.perf_counter()
-    test = test_set if test_set is not None else simulate(simulator, num_simulations, seed=seed + TEST_SEED_OFFSET)
-    generator = torch.Generator().manual_seed(seed + 1)
-    draws = draw_posterior(posterior_fn(test.x), test.theta, num_samples, generator, samples=samples)
+    streams = RandomStreams(seed)
+    test = test_set if test_set is not None else simulate(simulator, num_simulations, seed=streams.seed("test_pairs"))
+    draws = draw_posterior(posterior_fn(test.x), test.theta, num_samples, streams.generator("sample"), samples=samples)
     num_samples = draws.samples.shape[0]
     sample_s = time.perf_counter() - start
     reference, skip_reason = None, "no reference posterior"
-    if getattr(simulator, "has_reference_posterior", False):
+    if simulator.capabilities.has_reference_posterior:
         if c2st_observations > 0:
             x_ref = test.x[: min(c2st_observations, len(test))]
-            reference = simulator.reference_posterior(x_ref).sample(num_samples, generator)
+            reference = simulator.reference_posterior(x_ref).sample(num_samples, streams.generator("reference"))
         else:
             skip_reason = "c2st_observations = 0 (the simulator has a reference posterior)"
-    prior_draws = simulator.prior.sample(len(test), generator)
+    prior_draws = simulator.prior.sample(len(test), streams.generator("prior"))
     report = calibrate_samples(
         draws, test.theta, simulator.prior.parameters, reference_samples=reference,
         reference_skip_reason=skip_reason, prior_samples=prior_draws, tarp_box=prior_draws, alpha=alpha,
-        c2st_margin=c2st_margin, seed=seed,
+        c2st_margin=c2st_margin, seed=streams.seed("diagnostics"),
     )
     report.timings = {"simulate_and_sample_s": sample_s, **report.timings}
     return report

@@ -41,4 +41,4 @@ class DampedOscillator(Simulator):
 @hookimpl
 def sbi_gen_simulators() -> list[SimulatorSpec]:
     return [SimulatorSpec("oscillator", "damped harmonic oscillator in Gaussian noise (example plugin)",
-                          DampedOscillator, {"has_log_likelihood": True})]
+                          DampedOscillator)]
