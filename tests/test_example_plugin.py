@@ -1,4 +1,5 @@
-"""A third-party plugin, installed with pip as its own distribution, is found and runs end to end."""
+"""A third-party plugin, installed with pip as its own distribution, is found, runs end to end and passes its own
+conformance tests (the kit, sbi_gen.testing)."""
 
 import json
 import os
@@ -40,3 +41,12 @@ def test_example_plugin_is_discovered_and_runs(installed_example, tmp_path):
     assert metrics["simulator"] == "oscillator" and metrics["c2st"] is None
     config = json.loads((out / "model" / "config.json").read_text())
     assert [p["unit"] for p in config["prior"]["parameters"]] == ["rad / s", "1 / s"]
+
+
+def test_example_plugin_passes_its_own_conformance_tests(installed_example):
+    """The example's tests (tests/test_conformance.py: sbi_gen.testing.check_simulator) pass on the installed copy."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                             str(EXAMPLE / "tests")], capture_output=True, text=True, timeout=600,
+                            env={**installed_example, "OMP_NUM_THREADS": "1"}, cwd=EXAMPLE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

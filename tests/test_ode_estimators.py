@@ -1,104 +1,44 @@
-"""The ODE-based estimators (`diffusion`, `flow_matching`): the estimator contract, the ODE density, accuracy."""
+"""The ODE-based estimators (`diffusion`, `flow_matching`): their options, old models, the ODE density, accuracy.
+
+The estimator contract (shapes, seeding, support, sample / log_prob agreement, save / load) is run over
+every estimator by tests/test_contract.py with the conformance kit, sbi_gen.testing.
+"""
 
 import json
-import math
 
 import pytest
 import torch
 
 import sbi_gen
-from sbi_gen import UniformPrior, load_estimator
+from sbi_gen import load_estimator
 from sbi_gen.calibration import c2st, sbc_test
+from sbi_gen.errors import ModelFileError
+from sbi_gen.hookspecs import EstimatorCapabilities
 from sbi_gen_plugins.ode import heun_integrate, ode_log_prob
 
 ODE_ESTIMATORS = ["diffusion", "flow_matching"]
 SMALL = {"hidden_features": 32, "num_blocks": 1, "num_steps": 5, "log_prob_steps": 5}
 
 
-@pytest.fixture(scope="module", params=ODE_ESTIMATORS)
-def small_ode(request, toy):
-    """A small ODE estimator trained briefly on 2,000 toy simulations (d = 3): for interface tests only."""
-    data = sbi_gen.simulate(toy, 2000, seed=0)
-    estimator = sbi_gen.get_estimator(request.param, **SMALL)
-    estimator.fit(data.theta, data.x, toy.prior, max_epochs=3, progress=False)
-    return estimator
-
-
 def test_registered_with_ode_density():
     for name in ODE_ESTIMATORS:
         spec = sbi_gen.get_registry().spec("estimator", name)
-        assert spec.capabilities == {"has_log_prob": True, "log_prob_method": "ode"}
-        assert spec.factory.name == name and spec.factory.capabilities["log_prob_method"] == "ode"
+        assert spec.capabilities == EstimatorCapabilities(has_log_prob=True, log_prob_method="ode")
+        assert spec.factory.name == name and spec.capabilities is spec.factory.capabilities  # declared once
 
 
-def test_sample_is_batched_and_reproducible(small_ode, toy):
-    x = sbi_gen.simulate(toy, 4, seed=1).x
-    samples = small_ode.sample(x, 100, torch.Generator().manual_seed(0))
-    assert samples.shape == (100, 4, 3) and bool(torch.isfinite(samples).all())
-    assert torch.equal(samples, small_ode.sample(x, 100, torch.Generator().manual_seed(0)))
-    assert not torch.equal(samples, small_ode.sample(x, 100, torch.Generator().manual_seed(1)))
-    assert small_ode.sample(x[0], 10).shape == (10, 1, 3)
-
-
-def test_log_prob_shapes_and_consistency(small_ode, toy):
-    x = sbi_gen.simulate(toy, 3, seed=2).x
-    theta = small_ode.sample(x, 7, torch.Generator().manual_seed(0))
-    log_q = small_ode.log_prob(theta, x)
-    assert log_q.shape == (7, 3) and bool(torch.isfinite(log_q).all())
-    assert torch.allclose(small_ode.log_prob(theta[0], x), log_q[0], atol=1e-4)
-    assert torch.equal(log_q, small_ode.log_prob(theta, x))  # deterministic
-
-
-def test_save_load_round_trip_is_exact(small_ode, toy, tmp_path):
-    small_ode.save(tmp_path / "model")
-    config = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert config["plugin"] == small_ode.name and config["options"]["num_steps"] == 5
-    loaded = load_estimator(tmp_path / "model")
-    assert type(loaded) is type(small_ode)
-    x = sbi_gen.simulate(toy, 2, seed=3).x
-    a = small_ode.sample(x, 50, torch.Generator().manual_seed(9))
-    b = loaded.sample(x, 50, torch.Generator().manual_seed(9))
-    assert torch.equal(a, b)
-    assert torch.equal(small_ode.log_prob(a, x), loaded.log_prob(a, x))
-
-
-@pytest.mark.parametrize("name", ODE_ESTIMATORS)
-def test_models_saved_before_newer_options_still_load(name, toy, tmp_path):
-    """Configs without ``linear_skip`` (and, for diffusion, ``parameterization``) load as the older models.
-
-    Such configs come from format version 1, which recorded no checksums (they load with a warning)."""
-    legacy = {"linear_skip": False, **({"parameterization": "eps"} if name == "diffusion" else {})}
-    data = sbi_gen.simulate(toy, 500, seed=0)
-    estimator = sbi_gen.get_estimator(name, **SMALL, **legacy)
-    estimator.fit(data.theta, data.x, toy.prior, max_epochs=1, progress=False)
+def test_models_of_an_older_format_are_refused_with_the_reason(toy, tmp_path):
+    """Format 1 (no checksums) was only ever written by development versions: there is no older model to honour."""
+    data = sbi_gen.simulate(toy, 300, seed=0)
+    estimator = sbi_gen.get_estimator("flow_matching", **SMALL)
+    estimator.fit(data, prior=toy.prior, max_epochs=1, progress=False)
     estimator.save(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    for key in legacy:
-        del config["options"][key]
     del config["checksums"]
     config["format_version"] = 1
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.warns(UserWarning, match="without checksums"):
-        loaded = load_estimator(tmp_path)
-    assert all(loaded.options[key] == value for key, value in legacy.items())
-    x = data.x[:2]
-    assert torch.equal(loaded.sample(x, 20, torch.Generator().manual_seed(0)),
-                       estimator.sample(x, 20, torch.Generator().manual_seed(0)))
-
-
-@pytest.mark.parametrize("name", ODE_ESTIMATORS)
-def test_bounded_prior_no_leakage(name):
-    prior = UniformPrior([0.0, -1.0], [1.0, 1.0])
-    generator = torch.Generator().manual_seed(0)
-    theta = prior.sample(1000, generator)
-    x = theta + 0.05 * torch.randn(1000, 2, generator=generator)
-    estimator = sbi_gen.get_estimator(name, **SMALL)
-    estimator.fit(theta, x, prior, max_epochs=3, progress=False)
-    x_obs = torch.tensor([[0.02, 0.98], [0.5, 0.0]])
-    samples = estimator.sample(x_obs, 2000, generator)
-    assert bool(prior.contains(samples).all())
-    assert bool(torch.isfinite(estimator.log_prob(samples[:20], x_obs)).all())
-    assert estimator.log_prob(torch.tensor([[1.5, 0.0]]), x_obs[:1]).item() == -math.inf
+    with pytest.raises(ModelFileError, match="format version 1 .* retrain the model"):
+        load_estimator(tmp_path)
 
 
 def test_reverse_sde_sampler_and_hutchinson_density(toy):
