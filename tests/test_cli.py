@@ -32,12 +32,12 @@ def test_simulate_train_sample(tmp_path, capsys):
     assert main(["train", "toy_gaussian", "--option", "dim=2", "--data", str(sims), "-o", str(tmp_path / "m"),
                  "--estimator-option", "num_transforms=1", *FAST]) == 0
     np.save(tmp_path / "obs.npy", np.zeros((3, 2), dtype=np.float32))
-    assert main(["sample", str(tmp_path / "m"), "--observation", str(tmp_path / "obs.npy"), "-n", "20",
+    assert main(["sample", str(tmp_path / "m"), "--observation", str(tmp_path / "obs.npy"), "--samples", "20",
                  "-o", str(tmp_path / "s.npz")]) == 0
     with np.load(tmp_path / "s.npz") as archive:
         assert archive["samples"].shape == (20, 3, 2)
     assert "wrote samples [20, 3, 2]" in capsys.readouterr().out
-    code = main(["refine", str(tmp_path / "m"), "--observation", str(tmp_path / "obs.npy"), "-n", "500",
+    code = main(["refine", str(tmp_path / "m"), "--observation", str(tmp_path / "obs.npy"), "--samples", "500",
                  "-o", str(tmp_path / "r.npz")])
     assert code in (0, 3)  # 3: a briefly trained proposal may be flagged untrustworthy
     with np.load(tmp_path / "r.npz") as archive:

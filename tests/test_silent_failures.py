@@ -3,6 +3,7 @@ absent devices, altered priors, two writers of one file (each of these returned 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shutil
@@ -14,6 +15,7 @@ import torch
 import sbi_gen
 from sbi_gen.cli import main
 from sbi_gen.errors import DataError, DeviceError, ModelFileError, TrainingDivergedError, UntrustworthyResultError
+from sbi_gen.pairs import SimulationSet
 from sbi_gen.prior import GaussianPrior, prior_from_config
 from sbi_gen.psis import gpd_shape, pareto_k_hat
 from sbi_gen.refine import importance_sample
@@ -57,18 +59,18 @@ def test_a_non_finite_first_epoch_is_never_kept_as_the_best():
     torch.manual_seed(0)
     module = torch.nn.Linear(1, 1)
     calls = {"n": 0}
-    theta, x = torch.randn(64, 1), torch.randn(64, 1)
 
     def loss(theta_batch, x_batch):
         calls["n"] += 1
         value = ((module(x_batch) - theta_batch) ** 2).squeeze(-1)
         return value * math.nan if not module.training and calls["n"] <= 12 else value  # epoch 0's validation
 
-    history = train(module, loss, theta, x, TrainingConfig(max_epochs=4, batch_size=16, progress=False))
+    pairs = SimulationSet(torch.randn(64, 1), torch.randn(64, 1))
+    history = train(module, loss, pairs, TrainingConfig(max_epochs=4, batch_size=16, progress=False))
     assert math.isnan(history.validation_loss[0]) and history.best_epoch > 0
     assert math.isfinite(history.best_validation_loss)
     with pytest.raises(TrainingDivergedError):
-        train(module, lambda a, b: ((module(b) - a) ** 2).squeeze(-1) * math.nan, theta, x,
+        train(module, lambda a, b: ((module(b) - a) ** 2).squeeze(-1) * math.nan, pairs,
               TrainingConfig(max_epochs=2, progress=False))
 
 
@@ -81,7 +83,8 @@ def test_non_finite_samples_are_never_returned_or_written(models, tmp_path, caps
     broken = tmp_path / "broken"
     estimator.save(broken)
     out = tmp_path / "samples.npz"
-    assert main(["sample", str(broken), "--observation", str(models / "obs.npy"), "-n", "10", "-o", str(out)]) == 3
+    argv = ["sample", str(broken), "--observation", str(models / "obs.npy"), "--samples", "10", "-o", str(out)]
+    assert main(argv) == 3
     assert not out.exists() and "NaN or inf" in capsys.readouterr().err
 
 
@@ -166,14 +169,28 @@ def test_an_out_of_distribution_observation_is_not_called_reliable(tmp_path, cap
     x = sbi_gen.simulate(sbi_gen.get_simulator("toy_gaussian", dim=2), 1, seed=7).x.numpy()
     np.save(tmp_path / "far.npy", 100 * x)
     out = tmp_path / "refined.npz"
-    code = main(["refine", str(model), "--observation", str(tmp_path / "far.npy"), "-n", "1000", "-o", str(out)])
+    code = main(["refine", str(model), "--observation", str(tmp_path / "far.npy"), "--samples", "1000", "-o", str(out)])
     assert code == 3 and out.exists()  # the weights and diagnostics are kept for inspection
     printed = capsys.readouterr().out
     assert "NOT trustworthy" in printed and "no reliable error" in printed
 
 
+#: commands that do no tensor work: plugins lists, and simulators run on the CPU by contract (their docstrings)
+NOT_COMPUTING = {"plugins", "simulate"}
+
+
+def test_every_computing_command_has_the_device_flag():
+    from sbi_gen.cli import COMMANDS, build_parser
+
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    with_device = {name for name, sub in subcommands.items() if "--device" in sub._option_string_actions}
+    assert with_device == set(COMMANDS) - NOT_COMPUTING
+
+
 @pytest.mark.parametrize("device", ["banana", "cuda:7", "meta"])
 def test_absent_or_unknown_devices_are_refused_by_every_command(models, tmp_path, device, capsys):
+    from sbi_gen.cli import COMMANDS
+
     model, obs = str(models / "m0"), str(models / "obs.npy")
     commands = {
         "run": ["run", "-n", "100", "-o", str(tmp_path / "run")],
@@ -181,7 +198,10 @@ def test_absent_or_unknown_devices_are_refused_by_every_command(models, tmp_path
         "sample": ["sample", model, "--observation", obs, "-o", str(tmp_path / "s.npz")],
         "calibrate": ["calibrate", model, "-o", str(tmp_path / "cal")],
         "refine": ["refine", model, "--observation", obs, "-o", str(tmp_path / "r.npz")],
+        "plot": ["plot", model, "--observation", obs, "-o", str(tmp_path / "plots")],
+        "benchmark": ["benchmark", "--quick", "--sbi", "off", "-o", str(tmp_path / "bench")],
     }
+    assert set(commands) == set(COMMANDS) - NOT_COMPUTING  # a new computing command must be added here
     if device != "banana" and torch.cuda.is_available():
         pytest.skip("a GPU is present: cuda devices may exist")
     for name, argv in commands.items():
@@ -245,14 +265,14 @@ def test_an_incomplete_store_exits_non_zero(tmp_path, monkeypatch, capsys):
 def test_sample_writes_exactly_the_path_given(models, tmp_path, capsys):
     existing = tmp_path / "results.npz"
     existing.write_bytes(b"earlier results")
-    argv = ["sample", str(models / "m0"), "--observation", str(models / "obs.npy"), "-n", "5", "-o"]
+    argv = ["sample", str(models / "m0"), "--observation", str(models / "obs.npy"), "--samples", "5", "-o"]
     assert main([*argv, str(tmp_path / "results")]) == 2
     assert main([*argv, str(existing)]) == 2
     assert existing.read_bytes() == b"earlier results"
 
 
 def test_complex_arrays_are_refused_not_truncated():
-    from sbi_gen.data import check_pairs
+    from sbi_gen.pairs import check_pairs
 
     with pytest.raises(DataError, match="complex"):
         check_pairs(np.ones((3, 1)), np.ones((3, 2)) * (1 + 1j))

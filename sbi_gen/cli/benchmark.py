@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sbi_gen.benchmark.suite import SBI_METHODS, SuiteConfig, expand_methods, run_suite
-from sbi_gen.cli.common import positive_int
+from sbi_gen.cli.common import add_device_argument, add_seed_argument, check_device, positive_int
 
 __all__ = ["add_parser", "command", "QUICK", "DEFAULT_TASKS"]
 
@@ -72,7 +72,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         "use 1 for timings on an otherwise idle machine)")
     parser.add_argument("--threads", type=positive_int,
                         help="torch threads per cell (default: the CPU cores divided among the jobs, at least 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_seed_argument(parser)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: toy_gaussian and two_moons, 1000 simulations, 15 epochs, 2 x 1000 samples")
     parser.add_argument("--in-process", action="store_true",
@@ -80,6 +80,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         "peak memory is then cumulative)")
     parser.add_argument("--resume", action="store_true", help="complete an interrupted run in --out")
     parser.add_argument("-o", "--out", help="output directory (default: runs/benchmark-TIME)")
+    add_device_argument(parser)
     return parser
 
 
@@ -116,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> SuiteConfig:
         threads=args.threads or max(1, (os.cpu_count() or 1) // args.jobs),
         jobs=1 if args.in_process else args.jobs,
         isolate=not args.in_process,
+        device=check_device(args),
     )
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sbi_gen.cli.common import add_device_argument, check_device, check_new_run_dir, model_simulator, positive_int
+from sbi_gen.cli.common import (
+    add_device_argument,
+    add_seed_argument,
+    check_device,
+    check_new_run_dir,
+    load_observations,
+    model_simulator,
+    observations_for,
+    positive_int,
+)
 from sbi_gen.errors import DataError
 
 __all__ = ["add_parser", "command"]
@@ -28,8 +37,14 @@ def add_parser(commands) -> None:
     cal.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
     cal.add_argument("--alpha", type=float, default=0.01, help="family-wise level of the verdict (default: 0.01)")
     cal.add_argument("-o", "--out", help="report directory to create (default: MODEL/calibration)")
-    cal.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_seed_argument(cal)
     add_device_argument(cal)
+    cal.add_argument("--observation", metavar="FILE",
+                     help="also run the local C2ST (L-C2ST, Linhart et al. 2023) at these observations [B, *x_shape] "
+                     "(.npy, .npz or .json): is the posterior right at each x? Needs simulations only, no "
+                     "likelihood (lc2st.json, lc2st_observation_B.png)")
+    cal.add_argument("--permutations", type=positive_int, default=50,
+                     help="L-C2ST null classifiers trained on shuffled labels (default: 50)")
     cal.add_argument(
         "--budgets",
         help="also retrain the same estimator on each of these simulation budgets (e.g. 1e3,1e4,1e5) and plot "
@@ -48,8 +63,13 @@ def command(args: argparse.Namespace) -> int:
     budgets = parse_budgets(args.budgets) if args.budgets else None
     device = check_device(args)
     out = check_new_run_dir(args.out or Path(args.model) / "calibration")
+    observations = load_observations(args.observation) if args.observation else None
     estimator = load_estimator(args.model, device=device)
     simulator = model_simulator(estimator, args.model, args.simulator, args.option)
+    x_obs = observations_for(observations, estimator.x_shape, args.observation) if args.observation else None
+    if x_obs is not None and 1 / (1 + args.permutations) >= args.alpha:
+        raise DataError(f"--permutations {args.permutations}: the smallest L-C2ST p-value would be "
+                        f"{1 / (1 + args.permutations):.3g}, not below --alpha {args.alpha}; use more")
     report = calibrate_estimator(estimator, simulator, num_simulations=args.simulations, num_samples=args.samples,
                                  seed=args.seed, alpha=args.alpha)
     write_report(report, prepare_run_dir(out))
@@ -60,6 +80,8 @@ def command(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"  note: {note}")
     print(f"report: {out / 'calibration.md'}")
+    if x_obs is not None:
+        _local_c2st(args, estimator, simulator, x_obs, out)
     if budgets:
         _budget_sweep(args, estimator, simulator, budgets, device, out)
     return 0
@@ -70,7 +92,7 @@ def _budget_sweep(args: argparse.Namespace, estimator, simulator, budgets, devic
     from sbi_gen.registry import get_estimator
 
     sweep = budget_sweep(
-        lambda: get_estimator(estimator.name, device=device, **estimator.options), simulator,
+        lambda: get_estimator(estimator.name, device=device, **estimator.options.to_dict()), simulator,
         budgets, num_simulations=args.simulations, num_samples=args.samples,
         seed=args.seed, alpha=args.alpha, training_options={"progress": False},
     )
@@ -81,3 +103,23 @@ def _budget_sweep(args: argparse.Namespace, estimator, simulator, budgets, devic
         print(f"  budget {point.budget}: {point.verdict}, coverage area {area}, ATC {point.tarp_atc:+.3f}"
               f"{c2st_text}")
     print(f"budget sweep: {out / 'budgets.png'}")
+
+
+def _local_c2st(args: argparse.Namespace, estimator, simulator, x_obs, out: Path) -> None:
+    """L-C2ST at each observation: lc2st.json, one P-P plot per observation, a verdict line each."""
+    import json
+
+    from sbi_gen.calibration.lc2st import lc2st, plot_lc2st
+    from sbi_gen.seeding import RandomStreams
+
+    results = lc2st(estimator.posterior, simulator, x_obs, num_simulations=args.simulations,
+                    num_evaluation_samples=args.samples, num_permutations=args.permutations, alpha=args.alpha,
+                    seed=RandomStreams(args.seed).seed("lc2st"))
+    (out / "lc2st.json").write_text(json.dumps(
+        {"method": "L-C2ST (Linhart et al. 2023, arXiv:2306.03580), MSE statistic, permutation null",
+         "observation_file": str(args.observation), "observations": [r.to_dict() for r in results]}, indent=2))
+    for b, result in enumerate(results):
+        plot_lc2st(result, out / f"lc2st_observation_{b}.png", title=f"L-C2ST at observation {b}: {result.verdict}")
+        print(f"  L-C2ST at observation {b}: {result.verdict} (T = {result.statistic:.4g}, p = {result.pvalue:.3g}, "
+              f"{args.permutations} permutations, level {args.alpha})")
+    print(f"local calibration: {out / 'lc2st.json'}")

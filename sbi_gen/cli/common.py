@@ -20,8 +20,9 @@ import numpy as np
 from sbi_gen.errors import DataError
 
 __all__ = [
-    "positive_int", "positive_float", "parse_options", "add_device_argument", "check_device",
-    "load_observations", "observations_for", "load_prior_spec", "new_output_file", "model_simulator",
+    "positive_int", "positive_float", "seed_int", "add_seed_argument", "parse_options", "add_device_argument",
+    "check_device", "add_format_argument", "output_file_and_format", "write_new_netcdf", "load_observations",
+    "observations_for", "load_prior_spec", "new_output_file", "model_simulator",
 ]
 
 
@@ -34,6 +35,23 @@ def positive_int(text: str) -> int:
     if not value.is_integer() or value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(value)
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, a whole number >= 0 (the root of :class:`~sbi_gen.seeding.RandomStreams`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def add_seed_argument(parser: argparse.ArgumentParser, default: int | None = 0, note: str = "") -> None:
+    """``--seed``: the one seed of a command; every step draws from its own named stream of it."""
+    parser.add_argument("--seed", type=seed_int, default=default,
+                        help=f"random seed, a whole number >= 0 (default: 0){note}")
 
 
 def positive_float(text: str) -> float:
@@ -111,7 +129,7 @@ def load_observations(path: str, flag: str = "--observation") -> np.ndarray:
 
 def observations_for(array: np.ndarray, x_shape: tuple[int, ...], path: str, flag: str = "--observation"):
     """``array`` as observations ``[B, *x_shape]``; a wrong shape or a NaN names the file."""
-    from sbi_gen.data import check_observations
+    from sbi_gen.pairs import check_observations
 
     try:
         return check_observations(array, x_shape)
@@ -152,6 +170,46 @@ def new_output_file(path: str, suffix: str = ".npz", flag: str = "-o/--out") -> 
         raise DataError(f"{flag}: {out} exists; sbi-gen never overwrites results: choose another path")
     check_writable_folder(out.parent, flag)
     return out
+
+
+#: output formats of posterior draws, by the suffix of -o/--out
+OUTPUT_SUFFIXES = {"npz": ".npz", "netcdf": ".nc"}
+
+
+def add_format_argument(parser: argparse.ArgumentParser) -> None:
+    """``--format npz|netcdf``: how posterior draws are written (the one owner of that flag)."""
+    parser.add_argument("--format", choices=tuple(OUTPUT_SUFFIXES),
+                        help="output format: npz, or netcdf (an ArviZ InferenceData, needs the export extra); "
+                        "default: from the -o suffix (.npz or .nc)")
+
+
+def output_file_and_format(args: argparse.Namespace) -> tuple[Path, str]:
+    """``(out, format)`` from ``-o/--out`` and ``--format``, checked before any work (the suffix must match)."""
+    fmt = args.format or ("netcdf" if Path(args.out).suffix == ".nc" else "npz")
+    out = new_output_file(args.out, OUTPUT_SUFFIXES[fmt])
+    if fmt == "netcdf":
+        from sbi_gen.export import _libraries
+
+        _libraries()  # the extra is missing: say so now, not after sampling
+    return out, fmt
+
+
+def write_new_netcdf(out: Path, tree) -> None:
+    """Write the ``InferenceData`` ``tree`` to the new file ``out``, never replacing a file that appeared meanwhile."""
+    from sbi_gen.export import write_netcdf
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".nc")
+    os.close(handle)
+    try:
+        Path(tmp).unlink()
+        write_netcdf(tmp, tree)
+        os.link(tmp, out)
+    except FileExistsError:
+        raise DataError(f"{out} appeared while the result was computed; it was left alone and nothing was "
+                        "written") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def check_writable_folder(folder: Path, flag: str) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sbi_gen.cli.common import (
+    add_seed_argument,
     add_training_arguments,
     check_device,
     check_new_run_dir,
@@ -38,7 +39,7 @@ def add_parser(commands) -> None:
                      help="posterior samples per observation (default: 5000)")
     run.add_argument("--sbc", type=positive_int, default=200, help="simulations for the SBC check (default: 200)")
     run.add_argument("-o", "--out", help="run directory to create (default: runs/SIMULATOR-ESTIMATOR-TIME)")
-    run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_seed_argument(run)
     run.add_argument("--no-calibration", action="store_true", help="skip the calibration report (calibration/)")
     add_training_arguments(run)
 

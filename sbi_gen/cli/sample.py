@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
 from sbi_gen.cli.common import (
     add_device_argument,
+    add_format_argument,
+    add_seed_argument,
     check_device,
     load_observations,
-    new_output_file,
     observations_for,
+    output_file_and_format,
     positive_int,
+    write_new_netcdf,
     write_new_npz,
 )
+from sbi_gen.seeding import RandomStreams
 
 __all__ = ["add_parser", "command"]
 
@@ -31,22 +34,29 @@ def add_parser(commands) -> None:
         "--observation", required=True,
         help="observations [B, *x_shape] or one [*x_shape]: .npy, .npz (array 'x') or .json",
     )
-    sample.add_argument("-n", "--num", type=positive_int, default=10_000,
-                        help="samples per observation (default: 10000)")
+    sample.add_argument("--samples", type=positive_int, default=10_000,
+                        help="posterior samples per observation (default: 10000)")
     sample.add_argument("-o", "--out", required=True, help="output .npz (new) with samples [n, B, d]")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_seed_argument(sample)
+    add_format_argument(sample)
     add_device_argument(sample)
 
 
 def command(args: argparse.Namespace) -> int:
     from sbi_gen.estimator import load_estimator
 
-    out = new_output_file(args.out)
+    out, fmt = output_file_and_format(args)
     device = check_device(args)
     observations = load_observations(args.observation)
     estimator = load_estimator(args.model, device=device)
     x = observations_for(observations, estimator.x_shape, args.observation)
-    samples = estimator.sample(x, args.num, torch.Generator().manual_seed(args.seed))
-    write_new_npz(out, samples=samples.cpu().numpy(), parameters=np.array(estimator.prior.names))
+    samples = estimator.sample(x, args.samples, RandomStreams(args.seed).generator("sample"))
+    if fmt == "netcdf":
+        from sbi_gen.export import to_inference_data
+
+        write_new_netcdf(out, to_inference_data(samples.cpu(), estimator.prior.parameters, x_obs=x,
+                                                attrs={"sbi_gen_estimator": estimator.name}))
+    else:
+        write_new_npz(out, samples=samples.cpu().numpy(), parameters=np.array(estimator.prior.names))
     print(f"wrote samples {list(samples.shape)} [n, B, d] for parameters {estimator.prior.names} to {out}")
     return 0

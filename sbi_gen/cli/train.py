@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sbi_gen.cli.common import (
+    add_seed_argument,
     add_training_arguments,
     check_device,
     check_new_run_dir,
@@ -14,6 +15,7 @@ from sbi_gen.cli.common import (
     training_options,
 )
 from sbi_gen.errors import DataError
+from sbi_gen.seeding import RandomStreams
 
 __all__ = ["add_parser", "command"]
 
@@ -39,13 +41,14 @@ def add_parser(commands) -> None:
     train.add_argument("--estimator-option", action="append", metavar="KEY=VALUE", help="estimator option")
     train.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
     train.add_argument("-o", "--out", required=True, help="model directory to create")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_seed_argument(train, note="; the same seed as `sbi-gen run` gives the same pairs and fit")
     add_training_arguments(train)
 
 
 def _data_source(args: argparse.Namespace, simulator):
     """``(store, data, prior)``: a simulation store to stream, or pairs in memory, and the prior."""
-    from sbi_gen.data import load_simulations, simulate
+    from sbi_gen.data import load_simulations
+    from sbi_gen.simulation import simulate
     from sbi_gen.store import SimulationStore, is_store
 
     if args.data and is_store(args.data):  # streamed from disk; the prior defaults to the one recorded in the store
@@ -57,7 +60,7 @@ def _data_source(args: argparse.Namespace, simulator):
             raise DataError("--data needs the prior: name a simulator or pass --prior SPEC")
         prior = simulator.prior if simulator else load_prior_spec(args.prior)
         return None, load_simulations(args.data), prior
-    return None, simulate(simulator, args.simulations, seed=args.seed), simulator.prior
+    return None, simulate(simulator, args.simulations, seed=RandomStreams(args.seed).seed("simulate")), simulator.prior
 
 
 def command(args: argparse.Namespace) -> int:
@@ -78,11 +81,10 @@ def command(args: argparse.Namespace) -> int:
         )
     estimator = get_estimator(args.estimator, device=device, **estimator_options)
     store, data, prior = _data_source(args, simulator)
-    training = estimator.training_config(**training_options(args), seed=args.seed)
-    if store is not None:
-        history = estimator.fit(store, None, prior, training, drop_invalid=args.drop_invalid)
-    else:
-        history = estimator.fit(data.theta, data.x, prior, training, drop_invalid=args.drop_invalid)
+    # the streams of `sbi-gen run`: the same --seed trains on the same pairs with the same training seed
+    training = estimator.training_config(**training_options(args), seed=RandomStreams(args.seed).seed("train"))
+    history = estimator.fit(store if store is not None else data, prior=prior, training=training,
+                            drop_invalid=args.drop_invalid)
     if simulator is not None:
         estimator.metadata["simulator"] = simulator.describe()
     elif store is not None and store.meta["simulator"].get("name") and not args.prior:
