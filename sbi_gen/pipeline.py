@@ -7,9 +7,12 @@
     model/             the trained estimator (config.json + weights.safetensors)
     observations.npz   held-out theta_true [B, d] and x [B, *x_shape]
     samples.npz        posterior samples [n, B, d] for those observations
-    metrics.json       C2ST against the reference posterior (if any), SBC, calibration verdict, timings
+    metrics.json       C2ST against the reference posterior (if any), SBC, calibration verdict, plot files, timings
     calibration/       the calibration report on the SBC pairs and their samples
                        (calibration.json, calibration.md, PNG plots; see sbi_gen.calibration)
+    corner/            observation_{b}.png: corner plot of each held-out posterior, truth marked,
+                       reference posterior overlaid (if any); see sbi_gen.plots
+    predictive/        observation_{b}.png: posterior predictive check of each held-out observation
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from sbi_gen.calibration import c2st, calibrate_estimator, sbc_test, write_report
-from sbi_gen.data import SimulationSet, save_simulations, simulate
+from sbi_gen.data import save_simulations
 from sbi_gen.device import resolve_device
+from sbi_gen.pairs import SimulationSet
+from sbi_gen.plots import write_plots
 from sbi_gen.registry import Registry, get_registry
+from sbi_gen.seeding import RandomStreams
+from sbi_gen.simulation import simulate
 
 __all__ = ["RunConfig", "run", "check_run_dir", "prepare_run_dir"]
 
@@ -42,13 +48,18 @@ class RunConfig:
         num_observations: held-out observations to sample and compare with the reference.
         num_posterior_samples: posterior draws per held-out observation.
         num_sbc: simulations for the SBC check; ``sbc_samples`` draws for each.
-        seed: seeds simulation, training and sampling.
+        seed: the run's seed; every step draws from its own named stream of it
+            (:class:`~sbi_gen.seeding.RandomStreams`: ``simulate``, ``train``, ``observations``,
+            ``sbc``, ``sample``, ``sbc_sample``, ``c2st``, ``calibrate``, ``plots``), so changing one setting
+            (say ``num_observations``) changes no other step's draws.
         device: where the network trains and samples (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``);
             checked before anything is simulated or written.
         training_options: :class:`TrainingConfig` fields to override; the rest
             are the estimator's own training defaults.
         calibration_report: write the calibration report (on the SBC pairs,
             reusing their samples) into ``calibration/``.
+        plots: write the corner plots (``corner/``) and posterior predictive checks (``predictive/``)
+            of the held-out observations.
     """
 
     simulator: str = "toy_gaussian"
@@ -64,6 +75,7 @@ class RunConfig:
     device: str = "cpu"
     training_options: dict[str, Any] = field(default_factory=dict)
     calibration_report: bool = True
+    plots: bool = True
 
 
 def check_run_dir(path: str | Path) -> Path:
@@ -95,20 +107,22 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
         config.estimator, config.simulator, config.estimator_options, config.simulator_options
     )
     estimator = registry.estimator(config.estimator, device=device, **estimator_options)
-    training = estimator.training_config(**{**config.training_options, "seed": config.seed})
+    streams = RandomStreams(config.seed)
+    training = estimator.training_config(**{**config.training_options, "seed": streams.seed("train")})
     out = prepare_run_dir(out)  # only once every setting has been checked
     (out / "run.json").write_text(json.dumps(asdict(config), indent=2))
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    train_set = simulate(simulator, config.num_simulations, seed=config.seed)
-    held_out = simulate(simulator, config.num_observations + config.num_sbc, seed=config.seed + 1)
+    train_set = simulate(simulator, config.num_simulations, seed=streams.seed("simulate"))
+    observations = simulate(simulator, config.num_observations, seed=streams.seed("observations"))
+    sbc_set = simulate(simulator, config.num_sbc, seed=streams.seed("sbc"))
     timings["simulate_s"] = time.perf_counter() - start
     save_simulations(out / "simulations.npz", train_set)
     _log(f"simulated {len(train_set)} training pairs from {simulator!r} in {timings['simulate_s']:.1f} s", quiet)
 
     start = time.perf_counter()
-    history = estimator.fit(train_set.theta, train_set.x, simulator.prior, training)
+    history = estimator.fit(train_set, prior=simulator.prior, training=training)
     timings["train_s"] = time.perf_counter() - start
     estimator.metadata["simulator"] = simulator.describe()
     estimator.save(out / "model")
@@ -118,10 +132,8 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
         quiet,
     )
 
-    observations, sbc_set = held_out.split(config.num_observations)
-    generator = torch.Generator().manual_seed(config.seed + 2)
     start = time.perf_counter()
-    samples = estimator.sample(observations.x, config.num_posterior_samples, generator)
+    samples = estimator.posterior(observations.x).sample(config.num_posterior_samples, streams.generator("sample"))
     timings["sample_s"] = time.perf_counter() - start
     np.savez(out / "observations.npz", theta_true=observations.theta.numpy(), x=observations.x.numpy())
     np.savez(out / "samples.npz", samples=samples.numpy(), parameters=np.array(simulator.prior.names))
@@ -134,11 +146,19 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
         "training": {"epochs": len(history.train_loss), "stopped_because": history.stopped_because,
                      "best_validation_loss": history.best_validation_loss},
     }
-    metrics["c2st"] = _c2st_against_reference(simulator, observations, samples, config.seed, quiet)
+    metrics["c2st"], reference = _c2st_against_reference(simulator, observations, samples, streams.child("c2st"),
+                                                         quiet)
+    if config.plots:
+        start = time.perf_counter()
+        metrics["plots"] = write_plots(out, simulator.prior, samples, observations.x, observations.theta,
+                                       simulator=simulator, reference=reference, generator=streams.generator("plots"),
+                                       name=config.estimator)
+        timings["plots_s"] = time.perf_counter() - start
+        _log(f"corner plots and posterior predictive checks in {out / 'corner'}, {out / 'predictive'}", quiet)
 
     start = time.perf_counter()
-    sbc_samples = estimator.sample(sbc_set.x, config.sbc_samples, generator)
-    sbc = sbc_test(sbc_samples, sbc_set.theta, seed=config.seed)
+    sbc_samples = estimator.posterior(sbc_set.x).sample(config.sbc_samples, streams.generator("sbc_sample"))
+    sbc = sbc_test(sbc_samples, sbc_set.theta, seed=streams.seed("sbc_test"))
     timings["sbc_s"] = time.perf_counter() - start
     metrics["sbc"] = {
         "num_simulations": len(sbc_set),
@@ -152,7 +172,8 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     _log(f"SBC over {len(sbc_set)} simulations: p = {sbc.pvalue:.3g} ({verdict} at the 1% level)", quiet)
     if config.calibration_report:
         start = time.perf_counter()
-        report = calibrate_estimator(estimator, simulator, test_set=sbc_set, samples=sbc_samples, seed=config.seed)
+        report = calibrate_estimator(estimator, simulator, test_set=sbc_set, samples=sbc_samples,
+                                     seed=streams.seed("calibrate"))
         write_report(report, out / "calibration")
         timings["calibration_s"] = time.perf_counter() - start
         metrics["calibration"] = {
@@ -173,12 +194,13 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     return metrics
 
 
-def _c2st_against_reference(simulator, observations: SimulationSet, samples, seed: int, quiet: bool):
-    if not simulator.has_reference_posterior:
+def _c2st_against_reference(simulator, observations: SimulationSet, samples, streams: RandomStreams, quiet: bool):
+    """The C2ST record and the reference samples ``[n, B, d]`` it used (``None, None`` without a reference)."""
+    if not simulator.capabilities.has_reference_posterior:
         _log("C2ST skipped: the simulator has no reference posterior", quiet)
-        return None
-    generator = torch.Generator().manual_seed(seed)
-    reference = simulator.reference_posterior(observations.x).sample(samples.shape[0], generator)
+        return None, None
+    reference = simulator.reference_posterior(observations.x).sample(samples.shape[0], streams.generator("reference"))
+    seed = streams.seed("classifier")
     accuracies = [c2st(reference[:, b], samples[:, b], seed=seed).accuracy for b in range(samples.shape[1])]
     mean = sum(accuracies) / len(accuracies)
     _log(
@@ -186,4 +208,4 @@ def _c2st_against_reference(simulator, observations: SimulationSet, samples, see
         f"(0.5 = indistinguishable); per observation {', '.join(f'{a:.3f}' for a in accuracies)}",
         quiet,
     )
-    return {"mean": mean, "per_observation": accuracies, "num_samples": samples.shape[0]}
+    return {"mean": mean, "per_observation": accuracies, "num_samples": samples.shape[0]}, reference

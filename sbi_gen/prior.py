@@ -1,10 +1,11 @@
 """Named priors over parameter vectors, with units, plot labels and a support.
 
 A prior is a distribution over ``theta`` of shape ``[d]``. Each dimension is a
-:class:`Parameter` with a name, an astropy unit and a plot label. Priors sample
-with an explicit :class:`torch.Generator` so simulations are reproducible, and
-they describe themselves as JSON (:meth:`Prior.to_config`) so saved models and
-simulation files carry the prior they were made with.
+:class:`Parameter` with a name, an astropy unit, a plot label and, for an angle,
+its period. Priors sample with an explicit :class:`torch.Generator` so
+simulations are reproducible, and they describe themselves as JSON
+(:meth:`Prior.to_config`) so saved models and simulation files carry the prior
+they were made with.
 """
 
 from __future__ import annotations
@@ -31,11 +32,14 @@ class Parameter:
         name: identifier, e.g. ``"chirp_mass"``.
         unit: an astropy unit string, ``""`` for dimensionless (e.g. ``"solMass"``).
         label: plot label (matplotlib mathtext allowed); defaults to the name.
+        period: for an angle, its period in ``unit`` (e.g. ``2 pi`` rad for a GW phase): plots draw it on one
+            period; ``None`` (the default) for a parameter on the line.
     """
 
     name: str
     unit: str = ""
     label: str = ""
+    period: float | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -44,6 +48,11 @@ class Parameter:
             raise ValueError(f"parameter {self.name!r}: unknown unit {self.unit!r} ({error})") from None
         if not self.label:
             object.__setattr__(self, "label", self.name)
+        if self.period is not None:
+            if isinstance(self.period, bool) or not (isinstance(self.period, (int, float)) and self.period > 0
+                                                     and math.isfinite(self.period)):
+                raise ValueError(f"parameter {self.name!r}: period must be a finite number > 0, got {self.period!r}")
+            object.__setattr__(self, "period", float(self.period))
 
     @property
     def astropy_unit(self) -> u.UnitBase:
@@ -132,8 +141,9 @@ class Prior:
             f"{what}: {count} row(s) lie outside the prior support; first is row {row}: {names}"
         )
 
-    def _parameters_config(self) -> list[dict[str, str]]:
-        return [asdict(p) for p in self.parameters]
+    def _parameters_config(self) -> list[dict[str, Any]]:
+        # ``period`` only where set, so configs of priors on the line read as before
+        return [{k: v for k, v in asdict(p).items() if k != "period" or v is not None} for p in self.parameters]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(self.names)})"
@@ -343,7 +353,7 @@ def prior_from_config(config: dict[str, Any]) -> Prior:
     ``{"type": "gaussian", "mean": [...], "covariance": [[...]] or [...]}`` and
     ``{"type": "independent", "kinds": [...], "low": [...], "high": [...]}``
     (:class:`IndependentPrior`), each with optional ``"parameters"`` (names, or
-    dicts with name / unit / label).
+    dicts with name / unit / label / period).
     """
     if not isinstance(config, dict) or "type" not in config:
         raise DataError(

@@ -61,7 +61,7 @@ PARAMETERS = (
     Parameter("chirp_mass", "solMass", r"$\mathcal{M}_c$"),
     Parameter("mass_ratio", "", r"$q$"),
     Parameter("luminosity_distance", "Mpc", r"$d_L$"),
-    Parameter("coalescence_phase", "rad", r"$\phi_c$"),
+    Parameter("coalescence_phase", "rad", r"$\phi_c$", period=2 * math.pi),
     Parameter("coalescence_time", "s", r"$t_c$"),
 )
 _DEFAULT_RANGES = ((10.0, 25.0), (0.25, 1.0), (500.0, 2500.0), (0.0, 2 * math.pi), (-0.02, 0.02))
@@ -184,6 +184,10 @@ class GravitationalWave(WhitenedStrainSimulator):
         ((3, 1, 2, 1889), torch.float32)
     """
 
+    # what estimators trained on this simulator should use unless told otherwise (the benchmark
+    # suite applies it): the SVD projection of the whitened strain
+    suggested_estimator_options = {"embedding": "gw_svd", "embedding_options": {"simulator": "gw"}}
+
     def __init__(
         self,
         chirp_mass: Sequence[float] = _DEFAULT_RANGES[0],
@@ -231,12 +235,5 @@ def sbi_gen_simulators() -> list[SimulatorSpec]:
             "whitened TaylorF2 (3.5PN, non-spinning) strain in aLIGO design noise, 20-256 Hz; "
             "theta = (Mc, q, D_L, phi_c, t_c)",
             GravitationalWave,
-            {
-                "has_log_likelihood": True,
-                "has_reference_posterior": True,
-                # what estimators trained on this simulator should use unless told otherwise
-                # (the benchmark suite applies it): the SVD projection of the whitened strain
-                "estimator_options": {"embedding": "gw_svd", "embedding_options": {"simulator": "gw"}},
-            },
         )
     ]

@@ -107,9 +107,9 @@ __all__ = [
 _C_SI = float(const.c.to_value(u.m / u.s))
 
 NETWORK_PARAMETERS = PARAMETERS + (
-    Parameter("right_ascension", "rad", r"$\alpha$"),
+    Parameter("right_ascension", "rad", r"$\alpha$", period=2 * math.pi),
     Parameter("declination", "rad", r"$\delta$"),
-    Parameter("polarization_angle", "rad", r"$\psi$"),
+    Parameter("polarization_angle", "rad", r"$\psi$", period=math.pi),
     Parameter("inclination", "rad", r"$\iota$"),
 )
 _EXTRINSIC_DEFAULTS = ((0.0, 2 * math.pi), (-math.pi / 2, math.pi / 2), (0.0, math.pi), (0.0, math.pi))
@@ -365,6 +365,5 @@ def sbi_gen_simulators() -> list[SimulatorSpec]:
             "whitened TaylorF2 strain in LIGO H1 and L1 (antenna patterns, delays), aLIGO design noise, "
             "20-256 Hz; theta = (Mc, q, D_L, phi_c, t_c, ra, dec, psi, iota)",
             GravitationalWaveNetwork,
-            {"has_log_likelihood": True, "has_reference_posterior": False},
         )
     ]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sbi_gen
-from sbi_gen.cli import main
+from sbi_gen.cli import COMMANDS, main
 
 FAST = ["--max-epochs", "3", "--no-progress"]
 
@@ -95,7 +95,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, capsys):
     assert "already exists and is not empty" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["plugins", "simulate", "train", "sample", "run", "calibrate", "refine"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

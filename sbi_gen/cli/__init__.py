@@ -14,14 +14,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sbi_gen.cli import benchmark, calibrate, plugins, refine, run, sample, simulate, train
+from sbi_gen.cli import benchmark, calibrate, plot, plugins, refine, run, sample, simulate, train
 from sbi_gen.errors import SbiGenError, UntrustworthyResultError
 
 __all__ = ["main", "build_parser"]
 
 #: sub-command name -> its module (each has add_parser(commands) and command(args))
 COMMANDS = {"plugins": plugins, "simulate": simulate, "train": train, "sample": sample, "run": run,
-            "calibrate": calibrate, "refine": refine, "benchmark": benchmark}
+            "calibrate": calibrate, "refine": refine, "plot": plot, "benchmark": benchmark}
 
 
 def build_parser() -> argparse.ArgumentParser:
