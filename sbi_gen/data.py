@@ -19,7 +19,7 @@ import numpy as np
 from sbi_gen.errors import DataError, ModelFileError
 from sbi_gen.pairs import SimulationSet, as_float_tensor
 
-__all__ = ["load_simulations", "save_simulations"]
+__all__ = ["load_simulations", "open_pairs", "save_simulations"]
 
 
 def save_simulations(path: str | os.PathLike, data: SimulationSet) -> Path:
@@ -79,6 +79,14 @@ def load_simulations(path: str | os.PathLike) -> SimulationSet:
     except ValueError as error:
         raise ModelFileError(f"{path} could not be read without unpickling ({error})") from None
     return SimulationSet(as_float_tensor(theta, "theta"), as_float_tensor(x, "x"), meta)
+
+
+def open_pairs(path: str | os.PathLike):
+    """Pairs on disk as a training pair source: a simulation store is opened to be streamed (never read whole);
+    an ``.npz`` or plain HDF5 file is read into a :class:`~sbi_gen.pairs.SimulationSet`."""
+    from sbi_gen.store import SimulationStore, is_store
+
+    return SimulationStore.open(path) if is_store(path) else load_simulations(path)
 
 
 def _open_npz(path: Path):

@@ -46,21 +46,21 @@ def add_parser(commands) -> None:
 
 
 def _data_source(args: argparse.Namespace, simulator):
-    """``(store, data, prior)``: a simulation store to stream, or pairs in memory, and the prior."""
-    from sbi_gen.data import load_simulations
+    """``(store, data, prior)``: the pairs (a store to stream, or a set in memory) and the prior the flags name."""
+    from sbi_gen.data import open_pairs
     from sbi_gen.simulation import simulate
     from sbi_gen.store import SimulationStore, is_store
 
-    if args.data and is_store(args.data):  # streamed from disk; the prior defaults to the one recorded in the store
-        store = SimulationStore.open(args.data)
-        prior = simulator.prior if simulator else load_prior_spec(args.prior) if args.prior else store.prior
-        return store, None, prior
-    if args.data:
-        if simulator is None and not args.prior:
-            raise DataError("--data needs the prior: name a simulator or pass --prior SPEC")
-        prior = simulator.prior if simulator else load_prior_spec(args.prior)
-        return None, load_simulations(args.data), prior
-    return None, simulate(simulator, args.simulations, seed=RandomStreams(args.seed).seed("simulate")), simulator.prior
+    if not args.data:
+        return None, simulate(simulator, args.simulations, seed=RandomStreams(args.seed).seed("simulate")), \
+            simulator.prior
+    if simulator is None and not args.prior and not is_store(args.data):  # checked before a file is read
+        raise DataError("--data needs the prior: name a simulator or pass --prior SPEC")
+    source = open_pairs(args.data)
+    store = source if isinstance(source, SimulationStore) else None
+    # the simulator's prior, else --prior, else the one a store records
+    prior = simulator.prior if simulator else load_prior_spec(args.prior) if args.prior else store.prior
+    return store, None if store is not None else source, prior
 
 
 def command(args: argparse.Namespace) -> int:
