@@ -1,4 +1,4 @@
-"""Posterior samples as an ArviZ ``InferenceData`` (an ``xarray.DataTree``), written as netCDF.
+"""Posterior samples as an ArviZ ``InferenceData`` (netCDF) or as bilby result files (JSON).
 
 ArviZ is how the Bayesian Python world reads posterior draws (its summaries,
 ESS, plots); writing our samples in its layout lets a user apply all of it to
@@ -14,6 +14,10 @@ an amortized posterior. Groups (dimension names in brackets):
 
 Needs the optional extra ``pip install "sbi-gen[export]"`` (``arviz-base``,
 ``h5netcdf``); nothing in the core imports this module.
+
+:func:`bilby_result` writes the other format of the field, a bilby result
+file per observation (``{label}_result.json``), readable by bilby's
+``read_in_result`` for its plots and post-processing; it needs no extra.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 from sbi_gen.errors import DataError
 from sbi_gen.prior import Parameter
 
-__all__ = ["to_inference_data", "write_netcdf", "read_netcdf"]
+__all__ = ["to_inference_data", "write_netcdf", "read_netcdf", "bilby_result", "write_bilby_results"]
 
 EXTRA_HINT = 'writing netCDF needs the export extra: pip install "sbi-gen[export]" (arviz-base and h5netcdf)'
 
@@ -106,3 +110,50 @@ def read_netcdf(path: str | os.PathLike):
     """The ``InferenceData`` written by :func:`write_netcdf` (``xarray.open_datatree``)."""
     _, xarray = _libraries()
     return xarray.open_datatree(Path(path), engine="h5netcdf")
+
+
+def bilby_result(
+    samples: Any, parameters: Sequence[Parameter], *, label: str, injection: Any = None,
+    log_evidence: float = float("nan"), log_evidence_error: float = float("nan"), meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A bilby result (the JSON dictionary ``bilby.core.result.read_in_result`` loads) for ``samples [n, d]``.
+
+    bilby's result files hold equal-weight posterior draws of one event, so write one per observation
+    (refined draws after importance sampling). The posterior is bilby's encoded ``pandas.DataFrame``;
+    parameter labels carry their units; priors are left out (bilby would import their classes by
+    name when reading) and recorded instead as sbi-gen's prior config in ``meta_data``.
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim != 2 or samples.shape[1] != len(parameters):
+        raise DataError(f"samples for one observation must have shape [n, {len(parameters)}], got "
+                        f"{list(samples.shape)}")
+    names = [p.name for p in parameters]
+    result = {
+        "label": label, "outdir": ".", "sampler": "sbi-gen",
+        "search_parameter_keys": names, "fixed_parameter_keys": [], "constraint_parameter_keys": [],
+        "parameter_labels": [p.label for p in parameters],
+        "parameter_labels_with_unit": [f"{p.label} [{p.unit}]" if p.unit else p.label for p in parameters],
+        "posterior": {"__dataframe__": True, "content": {n: samples[:, i].tolist() for i, n in enumerate(names)}},
+        "log_evidence": float(log_evidence), "log_evidence_err": float(log_evidence_error),
+        "meta_data": meta or {},
+    }
+    if injection is not None:
+        values = np.asarray(injection, dtype=np.float64).reshape(-1)
+        result["injection_parameters"] = dict(zip(names, values.tolist()))
+    return result
+
+
+def write_bilby_results(folder: str | os.PathLike, results: Sequence[dict[str, Any]]) -> list[Path]:
+    """Write each :func:`bilby_result` as ``FOLDER/{label}_result.json`` (bilby's file name); returns the paths."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for result in results:
+        path = folder / f"{result['label']}_result.json"
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json.dumps(result, allow_nan=True))
+        os.replace(partial, path)
+        paths.append(path)
+    return paths

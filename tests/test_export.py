@@ -76,3 +76,23 @@ def test_the_inference_data_is_built_from_samples_and_parameters():
     assert np.array_equal(tree["true_parameters"][prior.names[0]].values, np.zeros(4))
     with pytest.raises(sbi_gen.DataError, match=r"\[n, B, 2\]"):
         to_inference_data(samples[..., :1], prior.parameters)
+
+
+def test_bilby_result_files_read_back_with_bilby(model, capsys):
+    bilby = pytest.importorskip("bilby")
+    argv = ["sample", str(model / "model"), "--observation", str(model / "obs.npy"), "--samples", "300", "--seed", "4"]
+    assert main([*argv, "--format", "bilby", "-o", str(model / "bilby")]) == 0
+    assert main([*argv, "-o", str(model / "for_bilby.npz")]) == 0
+    ours = np.load(model / "for_bilby.npz")["samples"]
+    names = sbi_gen.load_estimator(model / "model").prior.names
+    for b in range(3):
+        result = bilby.core.result.read_in_result(str(model / "bilby" / f"observation_{b}_result.json"))
+        assert list(result.posterior.columns) == names and len(result.posterior) == 300
+        # the same seed gives the same draws; float32 values are written to JSON and read back exactly
+        np.testing.assert_array_equal(result.posterior[names].to_numpy(), ours[:, b].astype(np.float64))
+    code = main(["refine", str(model / "model"), "--observation", str(model / "obs.npy"), "--samples", "400",
+                 "--format", "bilby", "-o", str(model / "bilby_refined")])
+    assert code in (0, 3)
+    refined = bilby.core.result.read_in_result(str(model / "bilby_refined" / "observation_0_result.json"))
+    assert math.isfinite(refined.log_evidence) and "importance_sampling" in refined.meta_data
+    assert main([*argv, "--format", "bilby", "-o", str(model / "bilby")]) == 2  # never into a non-empty folder

@@ -172,20 +172,23 @@ def new_output_file(path: str, suffix: str = ".npz", flag: str = "-o/--out") -> 
     return out
 
 
-#: output formats of posterior draws, by the suffix of -o/--out
-OUTPUT_SUFFIXES = {"npz": ".npz", "netcdf": ".nc"}
+#: output formats of posterior draws, by the suffix of -o/--out ("" : -o names a new folder)
+OUTPUT_SUFFIXES = {"npz": ".npz", "netcdf": ".nc", "bilby": ""}
 
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:
     """``--format npz|netcdf``: how posterior draws are written (the one owner of that flag)."""
     parser.add_argument("--format", choices=tuple(OUTPUT_SUFFIXES),
-                        help="output format: npz, or netcdf (an ArviZ InferenceData, needs the export extra); "
-                        "default: from the -o suffix (.npz or .nc)")
+                        help="output format: npz; netcdf (an ArviZ InferenceData, needs the export extra); bilby "
+                        "(a new folder -o DIR with one bilby result file per observation); default: from the -o "
+                        "suffix (.npz or .nc)")
 
 
 def output_file_and_format(args: argparse.Namespace) -> tuple[Path, str]:
     """``(out, format)`` from ``-o/--out`` and ``--format``, checked before any work (the suffix must match)."""
     fmt = args.format or ("netcdf" if Path(args.out).suffix == ".nc" else "npz")
+    if fmt == "bilby":
+        return check_new_run_dir(args.out), fmt
     out = new_output_file(args.out, OUTPUT_SUFFIXES[fmt])
     if fmt == "netcdf":
         from sbi_gen.export import _libraries

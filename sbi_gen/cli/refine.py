@@ -80,7 +80,9 @@ def command(args: argparse.Namespace) -> int:
     ]
     for b, result in enumerate(results):
         print(f"observation {b}: {result.diagnosis}")
-    if fmt == "netcdf":
+    if fmt == "bilby":
+        _write_bilby(out, results, estimator)
+    elif fmt == "netcdf":
         _write_netcdf(out, results, estimator, observations)
     else:
         write_new_npz(
@@ -116,3 +118,16 @@ def _write_netcdf(out, results, estimator, observations) -> None:
                "trustworthy": json.dumps([r.trustworthy for r in results])},
     )
     write_new_netcdf(out, tree)
+
+
+def _write_bilby(out, results, estimator) -> None:
+    """One bilby result per observation: the resampled (equal-weight) draws and the log evidence."""
+    from sbi_gen.export import bilby_result, write_bilby_results
+
+    write_bilby_results(out, [
+        bilby_result(r.resampled, estimator.prior.parameters, label=f"observation_{b}",
+                     log_evidence=r.log_evidence, log_evidence_error=r.log_evidence_se if r.trustworthy else math.nan,
+                     meta={"sbi_gen_estimator": estimator.name, "sbi_gen_prior": estimator.prior.to_config(),
+                           "importance_sampling": r.to_dict()})
+        for b, r in enumerate(results)
+    ])

@@ -51,7 +51,13 @@ def command(args: argparse.Namespace) -> int:
     estimator = load_estimator(args.model, device=device)
     x = observations_for(observations, estimator.x_shape, args.observation)
     samples = estimator.sample(x, args.samples, RandomStreams(args.seed).generator("sample"))
-    if fmt == "netcdf":
+    if fmt == "bilby":
+        from sbi_gen.export import bilby_result, write_bilby_results
+
+        meta = {"sbi_gen_estimator": estimator.name, "sbi_gen_prior": estimator.prior.to_config()}
+        write_bilby_results(out, [bilby_result(samples[:, b].cpu(), estimator.prior.parameters,
+                                               label=f"observation_{b}", meta=meta) for b in range(len(x))])
+    elif fmt == "netcdf":
         from sbi_gen.export import to_inference_data
 
         write_new_netcdf(out, to_inference_data(samples.cpu(), estimator.prior.parameters, x_obs=x,
