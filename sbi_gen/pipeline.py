@@ -39,7 +39,7 @@ __all__ = ["RunConfig", "run", "check_run_dir", "prepare_run_dir"]
 
 @dataclass
 class RunConfig:
-    """Settings of one end-to-end run (defaults finish in about a minute on 2 CPU cores).
+    """Settings of one end-to-end run (defaults finish in about two minutes on 2 CPU cores).
 
     Arguments:
         simulator, simulator_options: registered simulator and its keyword options.
