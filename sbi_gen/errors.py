@@ -62,3 +62,18 @@ class UntrustworthyResultError(SbiGenError, RuntimeError):
 
 class TrainingDivergedError(UntrustworthyResultError):
     """Training ended without a finite validation loss: there is no usable model to save."""
+
+
+def refuse_unknown_options(options, known: list[str], owner: str) -> None:
+    """Raise :class:`DataError` for the first name in ``options`` not in ``known``, with the closest match.
+
+    The one check behind every plugin's options (:func:`sbi_gen.registry.Registry` builds and
+    :meth:`sbi_gen.estimator_options.EstimatorOptions.parse`); ``owner`` names the plugin in the message.
+    """
+    import difflib
+
+    for key in options:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise DataError(f"unknown option {key!r} for {owner}.{hint} Its options: {', '.join(known)}")

@@ -28,7 +28,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import json
 import types
@@ -37,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from sbi_gen.errors import DataError
+from sbi_gen.errors import DataError, refuse_unknown_options
 
 __all__ = ["EstimatorOptions", "EmbeddingOptions"]
 
@@ -73,12 +72,7 @@ class EstimatorOptions:
     @classmethod
     def parse(cls: type[T], options: Mapping[str, Any], owner: str) -> T:
         """``cls(**options)``; any problem is a :class:`DataError` that names ``owner`` and the option."""
-        known = cls.names()
-        for key in options:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise DataError(f"unknown option {key!r} for {owner}.{hint} Its options: {', '.join(known)}")
+        refuse_unknown_options(options, cls.names(), owner)
         try:
             return cls(**options)
         except (TypeError, ValueError) as error:

@@ -32,12 +32,14 @@ import numpy as np
 from sbi_gen.errors import DataError
 from sbi_gen.prior import Parameter
 
-__all__ = ["to_inference_data", "write_netcdf", "read_netcdf", "bilby_result", "write_bilby_results"]
+__all__ = ["require_export_extra", "to_inference_data", "write_netcdf", "read_netcdf", "bilby_result",
+           "write_bilby_results"]
 
 EXTRA_HINT = 'writing netCDF needs the export extra: pip install "sbi-gen[export]" (arviz-base and h5netcdf)'
 
 
-def _libraries():
+def require_export_extra():
+    """``(arviz_base, xarray)``; without the export extra, a :class:`DataError` that says how to install it."""
     try:
         import arviz_base
         import xarray
@@ -60,7 +62,7 @@ def to_inference_data(
             log_evidence_error: ``[B]`` (natural log).
         attrs: extra root attributes (JSON-like scalars and strings), e.g. the model's plugin.
     """
-    arviz_base, xarray = _libraries()
+    arviz_base, xarray = require_export_extra()
     samples = np.asarray(samples, dtype=np.float64)
     if samples.ndim != 3 or samples.shape[2] != len(parameters):
         raise DataError(f"samples must have shape [n, B, {len(parameters)}], got {list(samples.shape)}")
@@ -108,7 +110,7 @@ def write_netcdf(path: str | os.PathLike, tree) -> Path:
 
 def read_netcdf(path: str | os.PathLike):
     """The ``InferenceData`` written by :func:`write_netcdf` (``xarray.open_datatree``)."""
-    _, xarray = _libraries()
+    _, xarray = require_export_extra()
     return xarray.open_datatree(Path(path), engine="h5netcdf")
 
 

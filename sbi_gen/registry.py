@@ -28,7 +28,14 @@ from typing import Any
 import pluggy
 
 import sbi_gen.hookspecs as hookspecs
-from sbi_gen.errors import DataError, DuplicatePluginError, PluginError, SbiGenError, UnknownPluginError
+from sbi_gen.errors import (
+    DataError,
+    DuplicatePluginError,
+    PluginError,
+    SbiGenError,
+    UnknownPluginError,
+    refuse_unknown_options,
+)
 from sbi_gen.hookspecs import EmbeddingSpec, EstimatorSpec, PluginSpec, SimulatorCapabilities, SimulatorSpec
 
 __all__ = [
@@ -311,11 +318,7 @@ def _build(kind: str, name: str, factory, options: dict[str, Any]):
     takes_any = not parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     if not takes_any:
         known = [p for p, value in parameters.items() if value.kind is not inspect.Parameter.VAR_POSITIONAL]
-        for key in options:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise DataError(f"unknown option {key!r} for {kind} {name!r}.{hint} Its options: {', '.join(known)}")
+        refuse_unknown_options(options, known, f"{kind} {name!r}")
     try:
         return factory(**options)
     except SbiGenError:

@@ -191,9 +191,9 @@ def output_file_and_format(args: argparse.Namespace) -> tuple[Path, str]:
         return check_new_run_dir(args.out), fmt
     out = new_output_file(args.out, OUTPUT_SUFFIXES[fmt])
     if fmt == "netcdf":
-        from sbi_gen.export import _libraries
+        from sbi_gen.export import require_export_extra
 
-        _libraries()  # the extra is missing: say so now, not after sampling
+        require_export_extra()  # the extra is missing: say so now, not after sampling
     return out, fmt
 
 

@@ -46,26 +46,24 @@ def add_parser(commands) -> None:
 
 
 def _data_source(args: argparse.Namespace, simulator):
-    """``(store, data, prior)``: the pairs (a store to stream, or a set in memory) and the prior the flags name."""
+    """``(pairs, prior)``: the pairs (a store to stream, or a set in memory) and the prior the flags name."""
     from sbi_gen.data import open_pairs
     from sbi_gen.simulation import simulate
-    from sbi_gen.store import SimulationStore, is_store
+    from sbi_gen.store import is_store
 
     if not args.data:
-        return None, simulate(simulator, args.simulations, seed=RandomStreams(args.seed).seed("simulate")), \
-            simulator.prior
+        return simulate(simulator, args.simulations, seed=RandomStreams(args.seed).seed("simulate")), simulator.prior
     if simulator is None and not args.prior and not is_store(args.data):  # checked before a file is read
         raise DataError("--data needs the prior: name a simulator or pass --prior SPEC")
     source = open_pairs(args.data)
-    store = source if isinstance(source, SimulationStore) else None
     # the simulator's prior, else --prior, else the one a store records
-    prior = simulator.prior if simulator else load_prior_spec(args.prior) if args.prior else store.prior
-    return store, None if store is not None else source, prior
+    return source, simulator.prior if simulator else load_prior_spec(args.prior) if args.prior else source.prior
 
 
 def command(args: argparse.Namespace) -> int:
     from sbi_gen.pipeline import prepare_run_dir
     from sbi_gen.registry import get_estimator, get_registry, get_simulator
+    from sbi_gen.store import SimulationStore
 
     if args.data is None and args.simulator is None:
         raise DataError("name a simulator, or give --data FILE with the prior (a simulator name or --prior SPEC)")
@@ -80,15 +78,14 @@ def command(args: argparse.Namespace) -> int:
             args.estimator, simulator.name, estimator_options, simulator.options
         )
     estimator = get_estimator(args.estimator, device=device, **estimator_options)
-    store, data, prior = _data_source(args, simulator)
+    pairs, prior = _data_source(args, simulator)
     # the streams of `sbi-gen run`: the same --seed trains on the same pairs with the same training seed
     training = estimator.training_config(**training_options(args), seed=RandomStreams(args.seed).seed("train"))
-    history = estimator.fit(store if store is not None else data, prior=prior, training=training,
-                            drop_invalid=args.drop_invalid)
+    history = estimator.fit(pairs, prior=prior, training=training, drop_invalid=args.drop_invalid)
     if simulator is not None:
         estimator.metadata["simulator"] = simulator.describe()
-    elif store is not None and store.meta["simulator"].get("name") and not args.prior:
-        estimator.metadata["simulator"] = store.meta["simulator"]
+    elif isinstance(pairs, SimulationStore) and pairs.meta["simulator"].get("name") and not args.prior:
+        estimator.metadata["simulator"] = pairs.meta["simulator"]
     estimator.save(prepare_run_dir(out))
     dropped = estimator.metadata["data"]["dropped"]
     print(
