@@ -65,13 +65,6 @@ class SimulationSet:
             batch = rows[i : i + batch_size]
             yield self.theta[batch], self.x[batch]
 
-    def split(self, n_first: int) -> tuple[SimulationSet, SimulationSet]:
-        """The first ``n_first`` pairs and the rest."""
-        return (
-            SimulationSet(self.theta[:n_first], self.x[:n_first], dict(self.meta)),
-            SimulationSet(self.theta[n_first:], self.x[n_first:], dict(self.meta)),
-        )
-
 
 def as_float_tensor(array: Any, what: str) -> Tensor:
     """``array`` as float32; complex, object, string or ragged data is a :class:`DataError` (never truncated)."""
