@@ -178,30 +178,39 @@ class PosteriorEstimator(ABC):
         """Train on pairs ``theta [n, d]``, ``x [n, *x_shape]`` drawn from ``prior``.
 
         ``theta`` may instead be a :class:`~sbi_gen.pairs.SimulationSet` (with
-        ``x=None``), or a simulation store (a
-        :class:`~sbi_gen.store.SimulationStore` or its path) with ``x=None``:
-        pairs are then streamed from disk a chunk at a time, the
-        standardization is fitted in one streaming pass, and ``prior``
-        defaults to the one recorded in the store.
+        ``x=None``); a simulation store (a :class:`~sbi_gen.store.SimulationStore`
+        or its path) with ``x=None``, whose pairs are streamed from disk a chunk
+        at a time; or a :class:`~sbi_gen.redraw.RedrawnPairs`, whose pairs are
+        re-drawn from stored signals for every batch (a store of signals is
+        trained through one automatically). For the last two the
+        standardization is fitted in one streaming pass, and ``prior`` defaults
+        to the one they carry.
 
         Non-finite rows and ``theta`` outside the prior raise :class:`DataError`
         unless ``drop_invalid`` (their count is kept in ``metadata``).
         ``training_options`` override fields of :class:`TrainingConfig`.
         """
+        from sbi_gen.redraw import RedrawnPairs
+        from sbi_gen.streaming import store_pairs
+
         config = training or self.training_config()
         for key, value in training_options.items():
             if not hasattr(config, key):
                 raise TypeError(f"unknown training option {key!r}")
             setattr(config, key, value)
         store = _as_store(theta)
-        if store is not None:
+        if store is not None or isinstance(theta, RedrawnPairs):
             if x is not None:
-                raise TypeError("when training from a simulation store, x must be None (the store holds x)")
+                raise TypeError("when training from a simulation store or RedrawnPairs, x must be None (it holds x)")
             with seeded_torch(config.seed, self.device):  # weights and loss noise; the caller's RNG is restored
-                return self._fit_store(store, prior or store.prior, config, drop_invalid)
+                source = theta if store is None else store_pairs(store, prior, drop_invalid, config.shuffle_buffer)
+                return self._fit_streamed(source, prior or source.prior, config)
         if isinstance(theta, SimulationSet):
             if x is not None:
                 raise TypeError("when training on a SimulationSet, x must be None (the set holds x)")
+            if theta.meta.get("content") == "signal":
+                raise TypeError("this SimulationSet holds signals, not observations: train on "
+                                "RedrawnPairs(signals, simulator) (sbi_gen.redraw)")
             theta, x = theta.theta, theta.x
         if x is None or prior is None:
             raise TypeError("fit needs theta, x and prior (or a SimulationSet or a simulation store as theta)")
@@ -215,15 +224,15 @@ class PosteriorEstimator(ABC):
             self.history = train(network, self._loss, pairs, config)
         return self.history
 
-    def _fit_store(self, store, prior: Prior, config: TrainingConfig, drop_invalid: bool) -> TrainingHistory:
-        """Stream pairs from a store: one pass for checks and standardization, then the shared loop."""
-        from sbi_gen.streaming import RunningMoments, StorePairs
+    def _fit_streamed(self, pairs, prior: Prior, config: TrainingConfig) -> TrainingHistory:
+        """Pairs served in batches (a store, re-drawn signals): one pass for checks and standardization, then
+        the shared loop."""
+        from sbi_gen.streaming import RunningMoments
 
-        pairs = StorePairs(store, prior, drop_invalid=drop_invalid, buffer_rows=config.shuffle_buffer)
-        network = self._assemble(prior, store.x_shape)
+        network = self._assemble(prior, pairs.x_shape)
         transform = network["theta_transform"]
         theta_moments = RunningMoments((prior.dim,))
-        x_moments = RunningMoments(store.x_shape, pooled_axes=self._set_axes())
+        x_moments = RunningMoments(pairs.x_shape, pooled_axes=self._set_axes())
 
         def visit(theta: Tensor, x: Tensor) -> None:
             theta_moments.update(transform._to_unbounded(theta.to(self.device))[0])
@@ -232,8 +241,8 @@ class PosteriorEstimator(ABC):
         report = pairs.scan(visit)
         theta_moments.apply_to(transform.standardize)
         x_moments.apply_to(network["x_standardize"])
-        dropped = {"non_finite": report["non_finite"], "outside_prior": report["outside_prior"]}
-        self.metadata["data"] = {"num_pairs": report["num_pairs"], "dropped": dropped, "store": str(store.path)}
+        dropped = {"non_finite": report.get("non_finite", 0), "outside_prior": report.get("outside_prior", 0)}
+        self.metadata["data"] = {"num_pairs": report["num_pairs"], "dropped": dropped, **pairs.describe()}
         self.history = train(network, self._loss, pairs, config)
         return self.history
 

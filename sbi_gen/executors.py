@@ -75,16 +75,18 @@ class ChunkTask:
     seed: int
     num_simulations: int
     chunk_size: int
+    signals: bool = False
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> ChunkTask:
         return cls(meta["simulator"]["name"], dict(meta["simulator"]["options"]), meta["seed"],
-                   meta["num_simulations"], meta["chunk_size"])
+                   meta["num_simulations"], meta["chunk_size"], meta.get("content", "pairs") == "signal")
 
     def __call__(self, index: int) -> tuple[int, np.ndarray, np.ndarray]:
         try:
             simulator = _simulator(self.simulator, self.options)
-            theta, x = simulate_chunk(simulator, self.seed, index, self.chunk_size, self.num_simulations)
+            theta, x = simulate_chunk(simulator, self.seed, index, self.chunk_size, self.num_simulations,
+                                      self.signals)
         except Exception as error:  # noqa: BLE001 - sent back as text: the original may not unpickle
             raise ChunkError(index, f"{type(error).__name__}: {error}") from error
         return index, theta.numpy(), x.numpy()
@@ -252,7 +254,7 @@ def _run(store: SimulationStore, executor, progress: bool, background_write: boo
 def simulate_to_store(
     simulator, num_simulations: int, path: str | Path, seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE,
     executor: InProcessExecutor | DaskExecutor | None = None, non_finite: str = "drop", progress: bool = True,
-    background_write: bool = True,
+    background_write: bool = True, signals: bool = False,
 ) -> SimulationReport:
     """Simulate ``num_simulations`` pairs into a new store at ``path``, chunk by chunk.
 
@@ -265,6 +267,8 @@ def simulate_to_store(
             (the default); ``False`` writes in this thread, so that a killed process (``kill -9``) loses
             at most the chunk being simulated, not also the one being written. An exception or Ctrl-C
             lets the write in progress finish either way.
+        signals: store ``simulator.simulate_signal(theta)`` instead of ``x`` (a simulator with the signal
+            split; training re-draws the cheap part from them, :mod:`sbi_gen.redraw`).
 
     Returns:
         the :class:`SimulationReport`. If a chunk raises, the chunks written so
@@ -275,11 +279,16 @@ def simulate_to_store(
     if not simulator.name:
         raise DataError("simulate_to_store needs a registered simulator (from get_simulator): workers rebuild it "
                         "by name")
+    if signals:
+        from sbi_gen.redraw import require_signal_split
+
+        require_signal_split(simulator)
     plugin = get_registry().plugin_of("simulator", simulator.name)
     with exclusive_output(path):  # a second writer of the same path is refused, never silently replaces it
         store = SimulationStore.create(
             path, simulator.describe(), num_simulations, seed, chunk_size, non_finite,
             plugin={"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version},
+            signal_shape=tuple(simulator.signal_shape) if signals else None,
         )
         _SIMULATORS[(id(get_registry()), simulator.name, json.dumps(simulator.options, sort_keys=True))] = simulator
         return _run(store, executor, progress, background_write)
@@ -288,13 +297,15 @@ def simulate_to_store(
 def check_resume(path: str | Path, *, options: dict[str, Any] | None = None, **given: Any) -> SimulationStore:
     """The store at ``path``, once every setting given (not ``None``) matches what it records.
 
-    ``given`` may name ``simulator``, ``simulations``, ``seed``, ``chunk_size`` and
-    ``non_finite``; ``options`` are simulator options, which must agree with the
-    recorded ones. A mismatch is a :class:`DataError` naming the setting and both values.
+    ``given`` may name ``simulator``, ``simulations``, ``seed``, ``chunk_size``,
+    ``non_finite`` and ``signals`` (whether the store holds signals);
+    ``options`` are simulator options, which must agree with the recorded
+    ones. A mismatch is a :class:`DataError` naming the setting and both values.
     """
     meta = SimulationStore.open(path).meta
     recorded = {"simulator": meta["simulator"]["name"], "simulations": meta["num_simulations"], "seed": meta["seed"],
-                "chunk_size": meta["chunk_size"], "non_finite": meta["non_finite"]}
+                "chunk_size": meta["chunk_size"], "non_finite": meta["non_finite"],
+                "signals": meta.get("content", "pairs") == "signal"}
     unknown = sorted(set(given) - set(recorded))
     if unknown:
         raise TypeError(f"check_resume: unknown setting(s) {unknown}; expected {sorted(recorded)}")

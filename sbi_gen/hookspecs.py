@@ -74,14 +74,23 @@ class SimulatorCapabilities:
         suggested_estimator_options: estimator options suited to this simulator's data, e.g.
             ``{"embedding": "deepsets"}``; applied by
             :meth:`~sbi_gen.registry.Registry.estimator_options_for` to estimators with an embedding.
+        has_signal_split: ``simulate_signal(theta)`` (the expensive deterministic part) and
+            ``simulate_from_signal(theta, signal, generator)`` (the cheap part) exist, so training can
+            re-draw the cheap part for every batch (:mod:`sbi_gen.redraw`).
+        redrawn_parameters: the parameters the cheap part applies; training re-draws them from the prior.
     """
 
     has_log_likelihood: bool = False
     has_reference_posterior: bool = False
     suggested_estimator_options: Mapping[str, Any] = field(default_factory=dict)
+    has_signal_split: bool = False
+    redrawn_parameters: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _require_bool(self, "has_log_likelihood", "has_reference_posterior")
+        _require_bool(self, "has_log_likelihood", "has_reference_posterior", "has_signal_split")
+        object.__setattr__(self, "redrawn_parameters", tuple(self.redrawn_parameters))
+        if self.redrawn_parameters and not self.has_signal_split:
+            raise TypeError("redrawn_parameters need the signal split (simulate_signal and simulate_from_signal)")
         if not isinstance(self.suggested_estimator_options, Mapping):
             raise TypeError("suggested_estimator_options must be a dict of estimator options, "
                             f"got {type(self.suggested_estimator_options).__name__}")

@@ -3,7 +3,8 @@
 :func:`run` is what ``sbi-gen run SIMULATOR`` does. It writes a run directory::
 
     run.json           the settings of the run
-    simulations.npz    the training pairs
+    simulations.npz    the training pairs (signals.npz instead when the simulator's cheap part is re-drawn
+                       for every batch: its signals, see sbi_gen.redraw)
     model/             the trained estimator (config.json + weights.safetensors)
     observations.npz   held-out theta_true [B, d] and x [B, *x_shape]
     samples.npz        posterior samples [n, B, d] for those observations
@@ -30,9 +31,10 @@ from sbi_gen.data import save_simulations
 from sbi_gen.device import resolve_device
 from sbi_gen.pairs import SimulationSet
 from sbi_gen.plots import write_plots
+from sbi_gen.redraw import uses_redraw
 from sbi_gen.registry import Registry, get_registry
 from sbi_gen.seeding import RandomStreams
-from sbi_gen.simulation import simulate
+from sbi_gen.simulation import simulate, training_pairs
 
 __all__ = ["RunConfig", "run", "check_run_dir", "prepare_run_dir"]
 
@@ -60,6 +62,9 @@ class RunConfig:
             reusing their samples) into ``calibration/``.
         plots: write the corner plots (``corner/``) and posterior predictive checks (``predictive/``)
             of the held-out observations.
+        redraw: train on ``num_simulations`` stored signals with the cheap part (noise, the
+            simulator's ``redrawn_parameters``) re-drawn for every batch (:mod:`sbi_gen.redraw`);
+            ``None`` (the default): whenever the simulator has the signal split.
     """
 
     simulator: str = "toy_gaussian"
@@ -76,6 +81,7 @@ class RunConfig:
     training_options: dict[str, Any] = field(default_factory=dict)
     calibration_report: bool = True
     plots: bool = True
+    redraw: bool | None = None
 
 
 def check_run_dir(path: str | Path) -> Path:
@@ -103,6 +109,7 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     registry = registry or get_registry()
     device = str(resolve_device(config.device))  # a device that is not there fails before anything is written
     simulator = registry.simulator(config.simulator, **config.simulator_options)
+    redraw = uses_redraw(simulator, config.redraw)
     estimator_options = registry.estimator_options_for(
         config.estimator, config.simulator, config.estimator_options, config.simulator_options
     )
@@ -114,15 +121,17 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    train_set = simulate(simulator, config.num_simulations, seed=streams.seed("simulate"))
+    train_pairs, stored = training_pairs(simulator, config.num_simulations, streams.seed("simulate"), redraw)
     observations = simulate(simulator, config.num_observations, seed=streams.seed("observations"))
     sbc_set = simulate(simulator, config.num_sbc, seed=streams.seed("sbc"))
     timings["simulate_s"] = time.perf_counter() - start
-    save_simulations(out / "simulations.npz", train_set)
-    _log(f"simulated {len(train_set)} training pairs from {simulator!r} in {timings['simulate_s']:.1f} s", quiet)
+    save_simulations(out / ("signals.npz" if redraw else "simulations.npz"), stored)
+    what = (f"signals ({', '.join(simulator.redrawn_parameters)} and the noise re-drawn for every batch)"
+            if redraw else "training pairs")
+    _log(f"simulated {len(stored)} {what} from {simulator!r} in {timings['simulate_s']:.1f} s", quiet)
 
     start = time.perf_counter()
-    history = estimator.fit(train_set, prior=simulator.prior, training=training)
+    history = estimator.fit(train_pairs, prior=simulator.prior, training=training)
     timings["train_s"] = time.perf_counter() - start
     estimator.metadata["simulator"] = simulator.describe()
     estimator.save(out / "model")
@@ -142,6 +151,7 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
         "simulator": config.simulator,
         "estimator": config.estimator,
         "num_simulations": config.num_simulations,
+        "redrawn_parameters": list(simulator.redrawn_parameters) if redraw else None,
         "device": device,
         "training": {"epochs": len(history.train_loss), "stopped_because": history.stopped_because,
                      "best_validation_loss": history.best_validation_loss},

@@ -6,6 +6,13 @@ output for the same generator seed. It carries its prior. Where the physics
 allows it, a simulator also offers its exact ``log_likelihood`` and a
 ``reference_posterior``; calibration and benchmarks then get ground truth.
 
+A simulator whose cost sits in a deterministic part (a noise-free waveform)
+may also split itself: ``simulate_signal(theta) -> signal`` is the expensive
+part, ``simulate_from_signal(theta, signal, generator) -> x`` the cheap one
+(noise, and the parameters named in ``redrawn_parameters``, which act on the
+signal analytically). Training then stores signals once and re-draws the
+cheap part for every batch (:mod:`sbi_gen.redraw`).
+
 What a simulator offers is its :attr:`Simulator.capabilities`, a
 :class:`~sbi_gen.hookspecs.SimulatorCapabilities` record derived once per class
 from the methods it implements and its ``suggested_estimator_options``; the
@@ -56,20 +63,44 @@ class Simulator(ABC):
     options: dict[str, Any]
     #: estimator options suited to this simulator's data, e.g. ``{"embedding": "deepsets"}``
     suggested_estimator_options: ClassVar[dict[str, Any]] = {}
+    #: names of the parameters :meth:`simulate_from_signal` applies (re-drawn for every training batch)
+    redrawn_parameters: ClassVar[tuple[str, ...]] = ()
+    #: shape of one :meth:`simulate_signal` row, for simulators with the signal split
+    signal_shape: tuple[int, ...]
     #: what this class offers: derived for each subclass from the methods it implements
     capabilities: ClassVar[SimulatorCapabilities] = SimulatorCapabilities()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        split = (cls.simulate_signal is not Simulator.simulate_signal,
+                 cls.simulate_from_signal is not Simulator.simulate_from_signal)
+        if any(split) and not all(split):
+            raise TypeError(f"{cls.__name__} implements only one of simulate_signal and simulate_from_signal; "
+                            "the signal split needs both")
         cls.capabilities = SimulatorCapabilities(
             has_log_likelihood=cls.log_likelihood is not Simulator.log_likelihood,
             has_reference_posterior=cls.reference_posterior is not Simulator.reference_posterior,
             suggested_estimator_options=cls.suggested_estimator_options,
+            has_signal_split=all(split),
+            redrawn_parameters=cls.redrawn_parameters,
         )
 
     @abstractmethod
     def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Simulate ``x`` ``[n, *x_shape]`` (float32) for ``theta`` ``[n, d]``."""
+
+    def simulate_signal(self, theta: Tensor) -> Tensor:
+        """The expensive, deterministic part: ``signal [n, *signal_shape]`` (float32) for ``theta [n, d]``.
+
+        It may depend on ``theta`` only through the parameters *not* in
+        :attr:`redrawn_parameters`; ``simulate_from_signal(theta, simulate_signal(theta), g)``
+        must be distributed as ``simulate(theta, g)``.
+        """
+        raise NotImplementedError(f"simulator {self.name!r} has no signal split")
+
+    def simulate_from_signal(self, theta: Tensor, signal: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The cheap part: ``x [n, *x_shape]`` (float32) from ``theta [n, d]`` and its ``signal``."""
+        raise NotImplementedError(f"simulator {self.name!r} has no signal split")
 
     def log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
         """Exact ``log p(x | theta)``: ``theta`` ``[..., B, d]``, ``x`` ``[B, *x_shape]`` -> ``[..., B]``."""

@@ -134,6 +134,7 @@ class SimulationStore:
     def create(
         cls, path: str | os.PathLike, simulator: dict[str, Any], num_simulations: int, seed: int = 0,
         chunk_size: int = 10_000, non_finite: str = "drop", plugin: dict[str, Any] | None = None,
+        signal_shape: tuple[int, ...] | None = None,
     ) -> SimulationStore:
         """Create an empty store for ``num_simulations`` pairs; ``path`` must not exist.
 
@@ -141,6 +142,8 @@ class SimulationStore:
             simulator: the simulator's ``describe()`` (name, options, prior, x_shape).
             non_finite: ``"drop"`` (never read rows with NaN or inf) or ``"keep"``.
             plugin: the simulator's plugin (name, distribution, version), recorded as provenance.
+            signal_shape: if given, the store holds the simulator's signals of this shape in ``x``
+                (metadata ``content: "signal"``; see :mod:`sbi_gen.redraw`), not observations.
         """
         path = Path(path)
         if path.exists():
@@ -150,12 +153,13 @@ class SimulationStore:
         if non_finite not in NON_FINITE_POLICIES:
             raise ValueError(f"non_finite must be one of {NON_FINITE_POLICIES}, got {non_finite!r}")
         num_chunks = count_chunks(num_simulations, chunk_size)
-        x_shape = tuple(int(s) for s in simulator["x_shape"])
+        x_shape = tuple(int(s) for s in (simulator["x_shape"] if signal_shape is None else signal_shape))
         meta = {
             "simulator": simulator, "plugin": plugin or {}, "seed": int(seed), "num_simulations": int(num_simulations),
             "chunk_size": int(chunk_size), "num_chunks": num_chunks,
             "theta_dim": prior_from_config(simulator["prior"]).dim,
             "x_shape": list(x_shape), "non_finite": non_finite,
+            "content": "pairs" if signal_shape is None else "signal",
             "seeding": SEEDING,
             "sbi_gen_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

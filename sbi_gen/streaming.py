@@ -23,7 +23,7 @@ from sbi_gen.pairs import valid_rows
 from sbi_gen.prior import Prior
 from sbi_gen.store import SimulationStore
 
-__all__ = ["StoreDataset", "StorePairs", "RunningMoments"]
+__all__ = ["StoreDataset", "StorePairs", "RunningMoments", "store_pairs"]
 
 
 def _validation_rows(seed: int, index: int, size: int, fraction: float) -> np.ndarray:
@@ -128,6 +128,15 @@ class StorePairs:
                             f"parameters {prior.names}")
         self.store, self.prior, self.drop_invalid, self.buffer_rows = store, prior, drop_invalid, buffer_rows
 
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        """Shape of one stored ``x`` (of one signal, in a store of signals)."""
+        return self.store.x_shape
+
+    def describe(self) -> dict[str, str]:
+        """JSON record of the source for a model's metadata."""
+        return {"store": str(self.store.path)}
+
     def _valid(self, theta: Tensor, x: Tensor) -> Tensor:
         finite, inside = valid_rows(theta, x, self.prior)
         return finite & inside
@@ -173,6 +182,22 @@ class StorePairs:
             self.store, split, batch_size, validation_fraction, seed, shuffle=split == "train", epoch=epoch,
             buffer_rows=self.buffer_rows, row_filter=self._valid if self.drop_invalid else None,
         ))
+
+
+def store_pairs(store: SimulationStore, prior: Prior | None = None, drop_invalid: bool = False,
+                buffer_rows: int | None = None):
+    """A simulation store as a training pair source: a :class:`StorePairs` over its pairs, or, for a store
+    of signals (``sbi-gen simulate --signals``), :class:`~sbi_gen.redraw.RedrawnPairs` over them with the
+    simulator the store names (rebuilt from the registry)."""
+    from sbi_gen.redraw import RedrawnPairs
+    from sbi_gen.registry import get_registry
+
+    pairs = StorePairs(store, prior or store.prior, drop_invalid=drop_invalid, buffer_rows=buffer_rows)
+    if store.meta.get("content", "pairs") != "signal":
+        return pairs
+    described = store.meta["simulator"]
+    simulator = get_registry().simulator(described["name"], **described["options"])
+    return RedrawnPairs(pairs, simulator, prior or store.prior)
 
 
 class RunningMoments:

@@ -98,11 +98,23 @@ class WhitenedStrainSimulator(Simulator):
     (``theta[..., :5] = (Mc, q, D_L, phi_c, t_c)``, then any extrinsic parameters),
     ``frequencies``, ``delta_f``, ``num_detectors`` and ``x_shape``, and implement
     :meth:`whitened_waveform`; simulation, SNR and the exact likelihood follow.
+
+    Signal split (:mod:`sbi_gen.redraw`): the expensive part is the TaylorF2
+    waveform of ``(Mc, q)`` alone, :meth:`simulate_signal`; everything else acts
+    on it analytically (``h ∝ 1 / D_L``, ``h(phi_c) = h(0) e^{i phi_c}``,
+    ``h(t_c) = h(0) e^{-2 pi i f t_c}``, and in a network the antenna patterns and
+    arrival-time delays), so :meth:`simulate_from_signal` applies those and the
+    noise. Subclasses give the detector projection, :meth:`project`, and set
+    ``_waveform`` (an unwhitened :class:`TaylorF2` on ``frequencies``).
     """
 
     frequencies: Tensor
     delta_f: float
     num_detectors: int
+    whitening: Tensor
+    _waveform: TaylorF2
+    #: every parameter but (Mc, q) acts on the TaylorF2 waveform analytically (class docstring)
+    redrawn_parameters = ("luminosity_distance", "coalescence_phase", "coalescence_time")
 
     @property
     def num_bins(self) -> int:
@@ -139,6 +151,54 @@ class WhitenedStrainSimulator(Simulator):
         noise = torch.randn(theta.shape[0], *self.x_shape, generator=generator, dtype=torch.float64)
         signal = torch.view_as_real(self.whitened_waveform(theta)).transpose(-1, -2)  # [n, n_det, 2, n_bins]
         return noise.add_(signal).float()
+
+    @property
+    def signal_shape(self) -> tuple[int, int]:
+        """``(2, n_bins)``: real and imaginary parts of the base waveform (:meth:`simulate_signal`)."""
+        return (2, self.num_bins)
+
+    def simulate_signal(self, theta: Tensor) -> Tensor:
+        """Base waveform of ``(Mc, q)``: TaylorF2 at ``D_L = 1`` Mpc, ``phi_c = 0``, ``t_c = 0`` at the geocentre.
+
+        ``theta [n, d]`` -> float32 ``[n, 2, n_bins]`` (real, imaginary; strain per Hz, not whitened).
+        Only ``theta[:, :2]`` is read.
+        """
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        self._check_theta(theta)
+        base = torch.zeros(theta.shape[0], 5, dtype=torch.float64)
+        base[:, :2], base[:, 2] = theta[:, :2], 1.0
+        return torch.view_as_real(self._waveform(base)).transpose(-1, -2).float()
+
+    def project(self, theta: Tensor, base: Tensor) -> Tensor:
+        """Noise-free detector strain, complex128 ``[n, n_det, n_bins]``, from ``theta [n, d]`` and the base
+        waveform ``base`` (complex128 ``[n, n_bins]``, :meth:`simulate_signal`'s)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _shift(theta: Tensor, frequencies: Tensor, delay: Tensor | None = None) -> Tensor:
+        """``e^{i phi_c - 2 pi i f (t_c + delay)} / D_L`` (complex128) for ``theta [n, d]``, ``delay [n, n_det]`` in s.
+
+        Returns ``[n, n_bins]`` without a delay, ``[n, n_det, n_bins]`` with one.
+        """
+        t_c = theta[:, 4, None] if delay is None else (theta[:, 4, None] + delay).unsqueeze(-1)
+        lead = (-1,) + (1,) * (t_c.ndim - 1)
+        phase = theta[:, 3].reshape(lead) - 2 * math.pi * frequencies * t_c
+        return torch.polar((1.0 / theta[:, 2]).reshape(lead).expand_as(phase), phase)
+
+    def simulate_from_signal(self, theta: Tensor, signal: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``x`` as :meth:`simulate` draws it (the same noise for the same generator), from the base waveform.
+
+        ``theta [n, d]``, ``signal [n, 2, n_bins]`` (:meth:`simulate_signal`) -> float32 ``[n, *x_shape]``.
+        """
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        self._check_theta(theta)
+        signal = torch.as_tensor(signal).double()
+        if tuple(signal.shape) != (theta.shape[0], *self.signal_shape):
+            raise ValueError(f"signal must be [{theta.shape[0]}, {', '.join(map(str, self.signal_shape))}], "
+                             f"got shape {list(signal.shape)}")
+        noise = torch.randn(theta.shape[0], *self.x_shape, generator=generator, dtype=torch.float64)
+        h = self.project(theta, torch.complex(signal[:, 0], signal[:, 1])).mul_(self.whitening)
+        return noise.add_(torch.view_as_real(h).transpose(-1, -2)).float()
 
     def log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
         """``Re sum conj(h_w) d_w - 1/2 sum |h_w|^2``: ``theta [..., B, d]``, ``x [B, *x_shape]`` -> ``[..., B]``.
@@ -216,10 +276,15 @@ class GravitationalWave(WhitenedStrainSimulator):
         self.num_detectors = 1
         self.x_shape = (self.num_detectors, 2, self.frequencies.numel())
         self._whitened = TaylorF2(self.frequencies, weights=self.whitening, chunk_size=chunk_size)
+        self._waveform = TaylorF2(self.frequencies, chunk_size=chunk_size)
 
     def whitened_waveform(self, theta: Tensor) -> Tensor:
         """Noise-free whitened strain ``h_w``: complex128 ``[..., n_det, n_bins]`` for ``theta [..., 5]``."""
         return self._whitened(torch.as_tensor(theta, dtype=torch.float64)).unsqueeze(-2)
+
+    def project(self, theta: Tensor, base: Tensor) -> Tensor:
+        """The optimally oriented detector's strain ``base e^{i phi_c - 2 pi i f t_c} / D_L``: ``[n, 1, n_bins]``."""
+        return (base * self._shift(theta, self.frequencies)).unsqueeze(-2)
 
     def reference_posterior(self, x: Tensor, **options: Any) -> GWReferencePosterior:
         """Posterior for ``x [B, 1, 2, n_bins]`` by phase-marginalized ensemble MCMC

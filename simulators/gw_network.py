@@ -352,6 +352,21 @@ class GravitationalWaveNetwork(WhitenedStrainSimulator):
         factor = torch.complex(fplus * 0.5 * (1 + cos_i**2), -fcross * cos_i)  # [..., n_det]
         return self._waveform(intrinsic).mul_(factor.unsqueeze(-1))  # a fresh tensor: scaled in place
 
+    #: the sky position, polarization and inclination act analytically too (antenna patterns, delays)
+    redrawn_parameters = WhitenedStrainSimulator.redrawn_parameters + (
+        "right_ascension", "declination", "polarization_angle", "inclination")
+
+    def project(self, theta: Tensor, base: Tensor) -> Tensor:
+        """``[F+ (1 + cos^2 iota) / 2 - i Fx cos iota] base e^{i phi_c - 2 pi i f (t_c + dt)} / D_L`` per detector.
+
+        ``theta [n, 9]``, ``base`` complex128 ``[n, n_bins]`` -> complex128 ``[n, n_det, n_bins]``.
+        """
+        fplus, fcross = self.antenna_patterns(theta)
+        cos_i = torch.cos(theta[:, 8]).unsqueeze(-1)
+        factor = torch.complex(fplus * 0.5 * (1 + cos_i**2), -fcross * cos_i)  # [n, n_det]
+        shift = self._shift(theta, self.frequencies, self.time_delays(theta))  # [n, n_det, n_bins]
+        return shift.mul_(base.unsqueeze(-2)).mul_(factor.unsqueeze(-1))
+
     def whitened_waveform(self, theta: Tensor) -> Tensor:
         """Noise-free whitened strain ``h_w``: complex128 ``[..., n_det, n_bins]`` for ``theta [..., 9]``."""
         return self.detector_strain(theta).mul_(self.whitening)

@@ -262,6 +262,13 @@ def write_new_npz(out: Path, **arrays: Any) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def add_redraw_argument(parser: argparse.ArgumentParser) -> None:
+    """``--redraw`` / ``--no-redraw``: re-draw the simulator's cheap part for every training batch."""
+    parser.add_argument("--redraw", action=argparse.BooleanOptionalAction, default=None,
+                        help="simulate signals (the expensive part) once and re-draw the noise and the cheap "
+                        "parameters for every batch (default: when the simulator has the signal split, as gw does)")
+
+
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The training-loop flags shared by ``train`` and ``run``."""
     group = parser.add_argument_group("training (defaults: the estimator's own, see its docstring)")

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sbi_gen.cli.common import (
+    add_redraw_argument,
     add_seed_argument,
     add_training_arguments,
     check_device,
@@ -41,6 +42,7 @@ def add_parser(commands) -> None:
     run.add_argument("-o", "--out", help="run directory to create (default: runs/SIMULATOR-ESTIMATOR-TIME)")
     add_seed_argument(run)
     run.add_argument("--no-calibration", action="store_true", help="skip the calibration report (calibration/)")
+    add_redraw_argument(run)
     add_training_arguments(run)
 
 
@@ -55,7 +57,7 @@ def command(args: argparse.Namespace) -> int:
         estimator_options=parse_options(args.estimator_option, "--estimator-option"),
         num_simulations=args.simulations, num_observations=args.observations, num_posterior_samples=args.samples,
         num_sbc=args.sbc, seed=args.seed, device=device, training_options=training_options(args),
-        calibration_report=not args.no_calibration,
+        calibration_report=not args.no_calibration, redraw=args.redraw,
     )
     run(config, out)
     return 0

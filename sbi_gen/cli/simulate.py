@@ -30,6 +30,9 @@ def add_parser(commands) -> None:
     sim.add_argument("-n", "--simulations", type=positive_int, help=f"number of pairs (default: {DEFAULT_NUM})")
     sim.add_argument("-o", "--out", required=True, help="output .h5 store or .npz file (new, unless --resume)")
     add_seed_argument(sim, default=None)
+    sim.add_argument("--signals", action="store_true",
+                     help="store the simulator's signals (the expensive, deterministic part) instead of x; "
+                     "`sbi-gen train --data` then re-draws the noise and cheap parameters for every batch")
     sim.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
     sim.add_argument("--chunk-size", type=positive_int,
                      help=f"pairs per chunk, each chunk with its own random stream (default: {DEFAULT_CHUNK_SIZE}); "
@@ -78,9 +81,10 @@ def _simulate_npz(args: argparse.Namespace, out: Path) -> int:
         if out.exists():
             raise DataError(f"-o/--out: {out} exists; sbi-gen never overwrites simulations: choose another path")
         data = simulate(simulator, args.simulations or DEFAULT_NUM, seed=args.seed or 0,
-                        chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE)
+                        chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, signals=args.signals)
         save_simulations(out, data)
-    print(f"wrote {len(data)} pairs (theta {list(data.theta.shape)}, x {list(data.x.shape)}) to {out}")
+    what = "signal" if args.signals else "x"
+    print(f"wrote {len(data)} pairs (theta {list(data.theta.shape)}, {what} {list(data.x.shape)}) to {out}")
     return 0
 
 
@@ -93,7 +97,8 @@ def _simulate_store(args: argparse.Namespace, out: Path) -> int:
         if not out.exists():
             raise DataError(f"--resume: no store at {out} to complete")
         check_resume(out, simulator=args.simulator, simulations=args.simulations, seed=args.seed,
-                     chunk_size=args.chunk_size, non_finite=args.non_finite, options=parse_options(args.option))
+                     chunk_size=args.chunk_size, non_finite=args.non_finite, options=parse_options(args.option),
+                     signals=args.signals or None)
         if SimulationStore.open(out).is_complete:
             print(f"{out} is already complete; nothing to simulate")
             return 0
@@ -114,7 +119,7 @@ def _simulate_store(args: argparse.Namespace, out: Path) -> int:
                     simulator, args.simulations or DEFAULT_NUM, out, seed=args.seed or 0,
                     chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, executor=executor,
                     non_finite=args.non_finite or "drop",
-                    progress=not args.no_progress, background_write=not args.sync_write,
+                    progress=not args.no_progress, background_write=not args.sync_write, signals=args.signals,
                 )
     except KeyboardInterrupt:
         store = SimulationStore.open(out) if out.exists() else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sbi_gen.cli.common import (
+    add_redraw_argument,
     add_seed_argument,
     add_training_arguments,
     check_device,
@@ -42,22 +43,38 @@ def add_parser(commands) -> None:
     train.add_argument("--option", action="append", metavar="KEY=VALUE", help="simulator option, repeatable")
     train.add_argument("-o", "--out", required=True, help="model directory to create")
     add_seed_argument(train, note="; the same seed as `sbi-gen run` gives the same pairs and fit")
+    add_redraw_argument(train)
     add_training_arguments(train)
 
 
 def _data_source(args: argparse.Namespace, simulator):
-    """``(pairs, prior)``: the pairs (a store to stream, or a set in memory) and the prior the flags name."""
+    """``(pairs, prior)``: the pairs (a store to stream, a set in memory, or signals to re-draw pairs from) and
+    the prior the flags name."""
     from sbi_gen.data import open_pairs
-    from sbi_gen.simulation import simulate
+    from sbi_gen.pairs import SimulationSet
+    from sbi_gen.redraw import RedrawnPairs
+    from sbi_gen.registry import get_simulator
+    from sbi_gen.simulation import training_pairs
     from sbi_gen.store import is_store
 
     if not args.data:
-        return simulate(simulator, args.simulations, seed=RandomStreams(args.seed).seed("simulate")), simulator.prior
+        pairs, _ = training_pairs(simulator, args.simulations, RandomStreams(args.seed).seed("simulate"), args.redraw)
+        return pairs, simulator.prior
+    if args.redraw is not None:
+        raise DataError("--redraw/--no-redraw choose how simulated pairs are made; with --data the file decides "
+                        "(a file of signals from `sbi-gen simulate --signals` is always re-drawn)")
     if simulator is None and not args.prior and not is_store(args.data):  # checked before a file is read
         raise DataError("--data needs the prior: name a simulator or pass --prior SPEC")
     source = open_pairs(args.data)
     # the simulator's prior, else --prior, else the one a store records
-    return source, simulator.prior if simulator else load_prior_spec(args.prior) if args.prior else source.prior
+    prior = simulator.prior if simulator else load_prior_spec(args.prior) if args.prior else source.prior
+    if isinstance(source, SimulationSet) and source.meta.get("content") == "signal":
+        described = source.meta.get("simulator", {})
+        if simulator is None and not described.get("name"):
+            raise DataError(f"--data {args.data} holds signals but names no simulator: name the simulator")
+        simulator = simulator or get_simulator(described["name"], **described.get("options", {}))
+        source = RedrawnPairs(source, simulator, prior)
+    return source, prior
 
 
 def command(args: argparse.Namespace) -> int:
@@ -82,8 +99,8 @@ def command(args: argparse.Namespace) -> int:
     # the streams of `sbi-gen run`: the same --seed trains on the same pairs with the same training seed
     training = estimator.training_config(**training_options(args), seed=RandomStreams(args.seed).seed("train"))
     history = estimator.fit(pairs, prior=prior, training=training, drop_invalid=args.drop_invalid)
-    if simulator is not None:
-        estimator.metadata["simulator"] = simulator.describe()
+    if simulator is not None or hasattr(pairs, "simulator"):  # named, or the one re-drawing pairs from signals
+        estimator.metadata["simulator"] = (simulator or pairs.simulator).describe()
     elif isinstance(pairs, SimulationStore) and pairs.meta["simulator"].get("name") and not args.prior:
         estimator.metadata["simulator"] = pairs.meta["simulator"]
     estimator.save(prepare_run_dir(out))
