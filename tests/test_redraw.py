@@ -157,3 +157,27 @@ def test_what_cannot_be_redrawn_is_refused():
         RedrawnPairs(sbi_gen.SimulationSet(signals.theta, bad), simulator)
     with pytest.raises(TypeError, match="only one of"):
         type("HalfSplit", (Simulator,), {"simulate": lambda self, t, g=None: t, "simulate_signal": lambda self, t: t})
+
+
+@pytest.mark.slow
+def test_redrawn_pairs_beat_as_many_stored_pairs_on_gw():
+    """On a reduced gw task (20-128 Hz, 4 s, Mc in 12-16 M_sun), 1000 signals with the cheap part re-drawn
+    for every batch give a better posterior than 1000 stored pairs, after the same 30 epochs.
+
+    Score: mean -log q(theta | x) over 1000 fresh simulated pairs, paired per test pair; the re-drawn
+    model must win by more than 5 standard errors of the mean paired difference (a stored set this small
+    overfits within ten epochs; measured: 7.50 against 5.46 nats).
+    """
+    options = {"f_max": 128.0, "duration": 4.0, "chirp_mass": [12.0, 16.0]}
+    registry = sbi_gen.get_registry()
+    simulator = registry.simulator("gw", **options)
+    test = sbi_gen.simulate(simulator, 1000, seed=99)
+    scores = {}
+    for redraw in (False, True):
+        estimator = registry.estimator("flow", **registry.estimator_options_for("flow", "gw", {}, options))
+        data = sbi_gen.simulate(simulator, 1000, seed=1, signals=redraw)
+        estimator.fit(RedrawnPairs(data, simulator) if redraw else data, prior=simulator.prior, max_epochs=30,
+                      patience=30, progress=False, seed=0)
+        scores[redraw] = -estimator.log_prob(test.theta, test.x)
+    difference = scores[False] - scores[True]
+    assert float(difference.mean()) > 5 * float(difference.std() / math.sqrt(len(difference)))
