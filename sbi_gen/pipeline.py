@@ -8,6 +8,9 @@
     model/             the trained estimator (config.json + weights.safetensors)
     observations.npz   held-out theta_true [B, d] and x [B, *x_shape]
     samples.npz        posterior samples [n, B, d] for those observations
+    refined.npz        where the simulator has an exact likelihood: importance-sampling refinement of each
+                       held-out posterior (resampled [n, B, d], proposals, log_weights, summary JSON), as
+                       `sbi-gen refine` writes it; metrics.json says whether each is trustworthy
     metrics.json       C2ST against the reference posterior (if any), SBC, calibration verdict, plot files, timings
     calibration/       the calibration report on the SBC pairs and their samples
                        (calibration.json, calibration.md, PNG plots; see sbi_gen.calibration)
@@ -25,13 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sbi_gen.calibration import c2st, calibrate_estimator, sbc_test, write_report
 from sbi_gen.data import save_simulations
 from sbi_gen.device import resolve_device
+from sbi_gen.errors import DataError
 from sbi_gen.pairs import SimulationSet
 from sbi_gen.plots import write_plots
 from sbi_gen.redraw import uses_redraw
+from sbi_gen.refine import importance_sample
 from sbi_gen.registry import Registry, get_registry
 from sbi_gen.seeding import RandomStreams
 from sbi_gen.simulation import simulate, training_pairs
@@ -62,6 +68,10 @@ class RunConfig:
             reusing their samples) into ``calibration/``.
         plots: write the corner plots (``corner/``) and posterior predictive checks (``predictive/``)
             of the held-out observations.
+        refine: refine each held-out posterior by importance sampling with the exact likelihood
+            (:func:`~sbi_gen.refine.importance_sample`, ``refine_proposals`` proposals) and report the
+            sample efficiency, the log evidence with its error and, with a reference, the refined C2ST;
+            ``None`` (the default): whenever the simulator has a likelihood and the estimator densities.
         redraw: train on ``num_simulations`` stored signals with the cheap part (noise, the
             simulator's ``redrawn_parameters``) re-drawn for every batch (:mod:`sbi_gen.redraw`);
             ``None`` (the default): whenever the simulator has the signal split.
@@ -82,6 +92,8 @@ class RunConfig:
     calibration_report: bool = True
     plots: bool = True
     redraw: bool | None = None
+    refine: bool | None = None
+    refine_proposals: int = 10_000
 
 
 def check_run_dir(path: str | Path) -> Path:
@@ -158,11 +170,18 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     }
     metrics["c2st"], reference = _c2st_against_reference(simulator, observations, samples, streams.child("c2st"),
                                                          quiet)
+    refined = None
+    if config.refine or (config.refine is None and simulator.capabilities.has_log_likelihood
+                         and estimator.capabilities.has_log_prob):
+        start = time.perf_counter()
+        metrics["refinement"], refined = _refine(estimator, simulator, observations, reference, config,
+                                                 streams.child("refine"), out, quiet)
+        timings["refine_s"] = time.perf_counter() - start
     if config.plots:
         start = time.perf_counter()
         metrics["plots"] = write_plots(out, simulator.prior, samples, observations.x, observations.theta,
-                                       simulator=simulator, reference=reference, generator=streams.generator("plots"),
-                                       name=config.estimator)
+                                       simulator=simulator, reference=reference, refined=refined,
+                                       generator=streams.generator("plots"), name=config.estimator)
         timings["plots_s"] = time.perf_counter() - start
         _log(f"corner plots and posterior predictive checks in {out / 'corner'}, {out / 'predictive'}", quiet)
 
@@ -202,6 +221,40 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _log(f"run directory: {out}", quiet)
     return metrics
+
+
+def _refine(estimator, simulator, observations: SimulationSet, reference, config: RunConfig,
+            streams: RandomStreams, out: Path, quiet: bool):
+    """Importance-sample every held-out observation; write ``refined.npz``; return the record and the
+    resampled draws ``[n, B, d]`` (``None`` unless every refinement is trustworthy, so no plot shows an
+    untrustworthy one as a posterior)."""
+    if not (simulator.capabilities.has_log_likelihood and estimator.capabilities.has_log_prob):
+        raise DataError(f"refinement needs the simulator's exact likelihood and the estimator's densities; "
+                        f"{simulator.name!r} / {estimator.name!r} lack one")
+    results = [
+        importance_sample(estimator.posterior(observations.x[b : b + 1]), simulator, observations.x[b],
+                          config.refine_proposals, num_resampled=config.num_posterior_samples,
+                          generator=streams.generator(f"observation {b}"))
+        for b in range(len(observations))
+    ]
+    resampled = torch.stack([r.resampled for r in results], 1)
+    np.savez(out / "refined.npz", resampled=resampled.numpy(),
+             proposals=torch.stack([r.samples for r in results], 1).numpy(),
+             log_weights=torch.stack([r.log_weights for r in results], 1).numpy(),
+             summary=np.array(json.dumps([r.to_dict() for r in results])), parameters=np.array(simulator.prior.names))
+    per_observation = [r.to_dict() for r in results]
+    if reference is not None:
+        seed = streams.seed("classifier")
+        for record, r, b in zip(per_observation, results, range(len(results))):
+            record["c2st"] = c2st(reference[:, b], r.resampled, seed=seed).accuracy
+    for b, r in enumerate(results):
+        _log(f"refinement of observation {b}: {r.diagnosis}"
+             + (f" Refined C2ST {per_observation[b]['c2st']:.3f}." if reference is not None else ""), quiet)
+    untrusted = [b for b, r in enumerate(results) if not r.trustworthy]
+    record = {"num_proposals": config.refine_proposals, "untrustworthy_observations": untrusted,
+              "efficiency": [r.efficiency for r in results], "per_observation": per_observation,
+              "file": "refined.npz"}
+    return record, (resampled if not untrusted else None)
 
 
 def _c2st_against_reference(simulator, observations: SimulationSet, samples, streams: RandomStreams, quiet: bool):

@@ -352,6 +352,11 @@ class GravitationalWaveNetwork(WhitenedStrainSimulator):
         factor = torch.complex(fplus * 0.5 * (1 + cos_i**2), -fcross * cos_i)  # [..., n_det]
         return self._waveform(intrinsic).mul_(factor.unsqueeze(-1))  # a fresh tensor: scaled in place
 
+    # the estimator options of gw (its comment says how they were chosen), with the basis of this simulator
+    suggested_estimator_options = {
+        "embedding": "gw_svd", "embedding_features": 64, "hidden_features": 128,
+        "embedding_options": {"simulator": "gw_network", "hidden_features": 256},
+    }
     #: the sky position, polarization and inclination act analytically too (antenna patterns, delays)
     redrawn_parameters = WhitenedStrainSimulator.redrawn_parameters + (
         "right_ascension", "declination", "polarization_angle", "inclination")

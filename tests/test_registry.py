@@ -114,8 +114,10 @@ def test_simulators_suggest_estimator_options_that_callers_can_override():
     registry = get_registry()
     suggested = registry.estimator_options_for("flow", "gw", {}, {"f_max": 200.0})
     assert suggested["embedding"] == "gw_svd"
-    assert suggested["embedding_options"] == {"simulator": "gw", "simulator_options": {"f_max": 200.0}}
+    assert suggested["embedding_options"] == {"simulator": "gw", "hidden_features": 256,
+                                              "simulator_options": {"f_max": 200.0}}
     assert registry.estimator_options_for("diffusion", "alkane_set") == {"embedding": "deepsets"}
     # the caller's choice wins, and another embedding does not inherit the suggested one's options
-    assert registry.estimator_options_for("flow", "gw", {"embedding": "mlp"}) == {"embedding": "mlp"}
+    assert registry.estimator_options_for("flow", "gw", {"embedding": "mlp", "hidden_features": 32}) == {
+        "embedding": "mlp", "embedding_features": 64, "hidden_features": 32}
     assert registry.estimator_options_for("flow", "toy_gaussian", {"num_transforms": 3}) == {"num_transforms": 3}

@@ -43,6 +43,12 @@ def add_parser(commands) -> None:
     add_seed_argument(run)
     run.add_argument("--no-calibration", action="store_true", help="skip the calibration report (calibration/)")
     add_redraw_argument(run)
+    run.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                     help="refine each held-out posterior by importance sampling with the exact likelihood and "
+                     "report efficiency and evidence (default: when the simulator has a likelihood); an "
+                     "untrustworthy refinement makes the exit status 3, after everything is written")
+    run.add_argument("--refine-proposals", type=positive_int, default=10_000,
+                     help="importance-sampling proposals per held-out observation (default: 10000)")
     add_training_arguments(run)
 
 
@@ -57,7 +63,13 @@ def command(args: argparse.Namespace) -> int:
         estimator_options=parse_options(args.estimator_option, "--estimator-option"),
         num_simulations=args.simulations, num_observations=args.observations, num_posterior_samples=args.samples,
         num_sbc=args.sbc, seed=args.seed, device=device, training_options=training_options(args),
-        calibration_report=not args.no_calibration, redraw=args.redraw,
+        calibration_report=not args.no_calibration, redraw=args.redraw, refine=args.refine,
+        refine_proposals=args.refine_proposals,
     )
-    run(config, out)
+    metrics = run(config, out)
+    untrusted = metrics.get("refinement", {}).get("untrustworthy_observations")
+    if untrusted:
+        print(f"sbi-gen run: the refinement is NOT trustworthy for held-out observation(s) {untrusted} (see above; "
+              "the amortized posterior misses posterior mass there); exit status 3")
+        return 3
     return 0
