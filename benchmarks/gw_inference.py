@@ -138,8 +138,9 @@ def main() -> None:
         row = {"injection": labels[b], "theta": theta[b].tolist(), "snr": float(snr[b]), "raw_c2st": raw,
                "refined_c2st": refined, **{k: v for k, v in result.to_dict().items() if k != "diagnosis"}}
         rows.append(row)
+        se = f"{result.log_evidence_se:7.3f}" if result.trustworthy else "    n/a"  # no error bar when untrusted
         print(f"{labels[b]:9s}  {float(snr[b]):5.1f}  {raw:8.3f}  {refined:12.3f}  {100 * result.efficiency:9.2f}%  "
-              f"{result.log_evidence:9.3f} +- {result.log_evidence_se:7.3f}  {result.trustworthy}", flush=True)
+              f"{result.log_evidence:9.3f} +- {se}  {result.trustworthy}", flush=True)
     record["injections"] = rows
 
     start = time.perf_counter()
