@@ -13,6 +13,14 @@ Flows (``flow=``):
 - ``"nsf_ar"``: autoregressive rational-quadratic splines; the most flexible,
   with ``d`` passes per layer when sampling.
 
+Option ``conditional_affine``: a first layer ``u = (z - mu(c)) exp(-s(c))`` with ``mu``
+and ``s`` read from the context ``c`` by a small network (zero-initialized, so
+it starts as the identity). It moves and scales each observation's posterior
+to about unit width before the other layers see it, which matters when
+posteriors are orders of magnitude narrower than the prior (``gw``: the chirp
+mass is measured to ~0.01 M_sun over a 15 M_sun prior), narrower than the
+splines' smallest bin (``1e-3`` of ``2 tail_bound``) can resolve in one layer.
+
 The flow models standardized, unbounded parameters ``z`` (see
 :class:`sbi_gen.nn.ParameterTransform`), so no mass leaks outside the prior;
 the context is an embedding of the standardized observation.
@@ -33,6 +41,7 @@ from nflows.transforms import (
     MaskedAffineAutoregressiveTransform,
     MaskedPiecewiseRationalQuadraticAutoregressiveTransform,
     RandomPermutation,
+    Transform,
 )
 from nflows.utils import create_alternating_binary_mask
 from torch import Tensor, nn
@@ -42,7 +51,7 @@ from sbi_gen.estimator_options import EmbeddingOptions
 from sbi_gen.hookspecs import EstimatorCapabilities, EstimatorSpec, hookimpl
 from sbi_gen_plugins.spline import SplineCoupling
 
-__all__ = ["FlowPosterior", "FlowOptions", "ConditionalFlow"]
+__all__ = ["FlowPosterior", "FlowOptions", "ConditionalFlow", "ConditionalAffine"]
 
 # nflows' LULinear calls torch.triangular_solve, which torch deprecates with a
 # warning on every call; it is nflows' to fix and nothing a user can act on.
@@ -85,6 +94,32 @@ class ConditionalFlow(nn.Module):
         return z.reshape(n, context.shape[0], self.dim)
 
 
+class ConditionalAffine(Transform):
+    """nflows-style transform ``u = (z - mu(c)) exp(-s(c))`` elementwise; ``mu``, ``s`` ``[b, d]`` from context ``c``.
+
+    ``s`` is soft-clamped to ``(-12, 12)`` (``12 tanh(s / 12)``) so one bad step cannot overflow ``exp``.
+    """
+
+    def __init__(self, dim: int, context_features: int, hidden_features: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(context_features, hidden_features), nn.SiLU(),
+                                 nn.Linear(hidden_features, 2 * dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def _shift_log_scale(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        shift, log_scale = self.net(context).chunk(2, -1)
+        return shift, 12.0 * torch.tanh(log_scale / 12.0)
+
+    def forward(self, inputs: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        shift, log_scale = self._shift_log_scale(context)
+        return (inputs - shift) * torch.exp(-log_scale), -log_scale.sum(-1)
+
+    def inverse(self, inputs: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        shift, log_scale = self._shift_log_scale(context)
+        return inputs * torch.exp(log_scale) + shift, log_scale.sum(-1)
+
+
 def _spline_coupling_layers(dim: int, context: int, hidden: int, bins: int, blocks: int, count: int, tail: float):
     layers: list[nn.Module] = []
     for i in range(count):
@@ -120,6 +155,8 @@ class FlowOptions(EmbeddingOptions):
     num_bins: int = 8
     #: splines act on ``[-tail_bound, tail_bound]``, identity outside
     tail_bound: float = 5.0
+    #: a first, context-dependent shift-and-scale layer (module docstring)
+    conditional_affine: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -171,6 +208,8 @@ class FlowPosterior(PosteriorEstimator):
                         )
                     )
                 layers.append(RandomPermutation(theta_dim))
+        if o.conditional_affine:
+            layers.insert(0, ConditionalAffine(theta_dim, context, o.hidden_features))
         return ConditionalFlow(CompositeTransform(layers), embedding, theta_dim)
 
     def loss_z(self, z: Tensor, x: Tensor) -> Tensor:

@@ -266,7 +266,7 @@ class PosteriorEstimator(ABC):
         """
         network = self._require_fitted()
         network.eval()
-        x = self._standardized_x(check_observations(x_obs, self.x_shape))
+        x = self._standardized_x(check_observations(x_obs, self.x_shape, self.metadata.get("simulator")))
         chunk = max(1, max_batch // len(x))
         parts = [self.sample_z(x, min(chunk, n - i), generator) for i in range(0, n, chunk)]
         z = torch.cat(parts) if parts else torch.empty(0, len(x), self.prior.dim, device=self.device)
@@ -285,7 +285,7 @@ class PosteriorEstimator(ABC):
             raise NotImplementedError(f"estimator {self.name!r} has no log_prob")
         network = self._require_fitted()
         network.eval()
-        x = check_observations(x_obs, self.x_shape)
+        x = check_observations(x_obs, self.x_shape, self.metadata.get("simulator"))
         theta = torch.as_tensor(theta, dtype=torch.float32)
         squeeze = theta.ndim == 2
         if squeeze:
@@ -305,7 +305,7 @@ class PosteriorEstimator(ABC):
         """The :class:`~sbi_gen.posterior.Posterior` for ``x_obs [B, *x_shape]``: :meth:`sample` and :meth:`log_prob`
         for ``x_obs``, with :attr:`capabilities` (whether and how densities are computed) and the prior."""
         self._require_fitted()
-        x = check_observations(x_obs, self.x_shape)
+        x = check_observations(x_obs, self.x_shape, self.metadata.get("simulator"))
         log_prob = (lambda theta: self.log_prob(theta, x)) if self.capabilities.has_log_prob else None
         return Posterior(lambda n, generator=None: self.sample(x, n, generator), log_prob,
                          capabilities=self.capabilities, prior=self.prior, x=x, name=f"estimator {self.name!r}")

@@ -151,17 +151,37 @@ def check_pairs(
     return theta, x, report
 
 
-def check_observations(x_obs: Any, x_shape: tuple[int, ...]) -> Tensor:
-    """Return observations as ``[B, *x_shape]`` float32; a single ``x_shape`` array becomes ``B = 1``."""
+def check_observations(x_obs: Any, x_shape: tuple[int, ...], described: dict[str, Any] | None = None) -> Tensor:
+    """Return observations as ``[B, *x_shape]`` float32; a single ``x_shape`` array becomes ``B = 1``.
+
+    ``described``: the simulator description a model records (``Simulator.describe()``); a wrong
+    shape is then explained by the axes it names (``x_axes``) and the options it was trained with.
+    """
     x = as_float_tensor(x_obs, "x_obs")
     if tuple(x.shape) == tuple(x_shape):
         x = x.unsqueeze(0)
     if tuple(x.shape[1:]) != tuple(x_shape):
         raise DataError(
             f"observations must have shape [B, {', '.join(map(str, x_shape))}] or "
-            f"[{', '.join(map(str, x_shape))}], got {list(x.shape)}"
+            f"[{', '.join(map(str, x_shape))}], got {list(x.shape)}{_shape_hint(tuple(x.shape), x_shape, described)}"
         )
     if not bool(torch.isfinite(x).all()):
         rows = (~torch.isfinite(x.reshape(len(x), -1)).all(1)).nonzero().flatten().tolist()
         raise DataError(f"observations hold NaN or inf (rows {rows[:10]}); the posterior is undefined there")
     return x
+
+
+def _shape_hint(shape: tuple[int, ...], x_shape: tuple[int, ...], described: dict[str, Any] | None) -> str:
+    """``": 945 frequency bins where the model has 1889; ..."`` from the axes and options of a description."""
+    if not described:
+        return ""
+    hint = ""
+    axes = described.get("x_axes") or []
+    if len(axes) == len(x_shape) and len(shape) in (len(x_shape), len(x_shape) + 1):
+        got = shape[-len(x_shape):]
+        hint = "; ".join(f"{g} {name}(s) where the model has {e}" for name, g, e in zip(axes, got, x_shape) if g != e)
+    options = {k: v for k, v in described.get("options", {}).items()
+               if isinstance(v, (str, int, float)) or (isinstance(v, list) and all(isinstance(i, str) for i in v))}
+    trained = f"the model was trained on simulator {described.get('name')!r}" + (
+        f" with {', '.join(f'{k}={v}' for k, v in options.items())}" if options else "")
+    return f": {hint + '; ' if hint else ''}{trained}, and data of another shape needs a model trained for it"

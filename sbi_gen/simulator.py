@@ -65,6 +65,9 @@ class Simulator(ABC):
     suggested_estimator_options: ClassVar[dict[str, Any]] = {}
     #: names of the parameters :meth:`simulate_from_signal` applies (re-drawn for every training batch)
     redrawn_parameters: ClassVar[tuple[str, ...]] = ()
+    #: optional names of the axes of ``x`` (e.g. ``("detector", "real/imaginary part", "frequency bin")``): a
+    #: saved model records them, and an observation of the wrong shape is explained by them
+    x_axes: ClassVar[tuple[str, ...] | None] = None
     #: shape of one :meth:`simulate_signal` row, for simulators with the signal split
     signal_shape: tuple[int, ...]
     #: what this class offers: derived for each subclass from the methods it implements
@@ -127,6 +130,7 @@ class Simulator(ABC):
             "options": dict(getattr(self, "options", {})),
             "prior": self.prior.to_config(),
             "x_shape": list(self.x_shape),
+            **({"x_axes": list(self.x_axes)} if self.x_axes else {}),
         }
 
     def __repr__(self) -> str:

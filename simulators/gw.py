@@ -113,6 +113,7 @@ class WhitenedStrainSimulator(Simulator):
     num_detectors: int
     whitening: Tensor
     _waveform: TaylorF2
+    x_axes = ("detector", "real/imaginary part", "frequency bin")
     #: every parameter but (Mc, q) acts on the TaylorF2 waveform analytically (class docstring)
     redrawn_parameters = ("luminosity_distance", "coalescence_phase", "coalescence_time")
 

@@ -64,12 +64,36 @@ class NaNAtTheEdge(Line):
         return torch.where(theta[:, :1] > 0.9, torch.full_like(x, math.nan), x)
 
 
+class SplitLine(Line):
+    """A correct signal split: the signal is ``theta`` itself with ``b`` zeroed; ``b`` and the noise are cheap."""
+
+    redrawn_parameters = ("b",)
+    signal_shape = (2,)
+
+    def simulate_signal(self, theta):
+        return theta * torch.tensor([1.0, 0.0])
+
+    def simulate_from_signal(self, theta, signal, generator=None):
+        return super().simulate(signal + theta * torch.tensor([0.0, 1.0]), generator)
+
+
+class SignalReadsB(SplitLine):
+    def simulate_signal(self, theta):
+        return theta.clone()  # reads the re-drawn b
+
+
+class SplitShifted(SplitLine):
+    def simulate_from_signal(self, theta, signal, generator=None):
+        return super().simulate_from_signal(theta, signal, generator) + 0.5  # not distributed as simulate
+
+
 def test_a_correct_simulator_passes_and_reports_its_checks():
     report = check_simulator(Line())
     assert isinstance(report, ConformanceReport) and report.kind == "simulator"
     assert {"prior units", "seeded reproducibility", "log_likelihood prefers the true theta"} <= set(report.checks)
-    assert report.skipped == {"reference posterior": "not declared"}
+    assert report.skipped == {"reference posterior": "not declared", "signal split": "not declared"}
     assert "log_likelihood prefers the true theta" in str(report)
+    assert "signal split" in check_simulator(SplitLine()).checks
 
 
 @pytest.mark.parametrize("simulator, check, message", [
@@ -80,6 +104,8 @@ def test_a_correct_simulator_passes_and_reports_its_checks():
                                                    r"global random state: it ignores its generator\)"),
     (FixedNoise(), "seeded reproducibility", "two generator seeds gave identical x: simulate ignores its generator"),
     (NaNAtTheEdge(), "simulate finite", r"\d+ of 256 prior draws gave NaN or inf, first theta \[0\.9"),
+    (SignalReadsB(), "signal split", r"simulate_signal changed when only the re-drawn parameters \['b'\] changed"),
+    (SplitShifted(), "signal split", r"differ in their per-row mean \(two-sample KS p = "),
     (FlippedLikelihood(), "log_likelihood prefers the true theta", r"more likely than another prior draw in only "
                                                                    r"0\.0\d\d of 128 comparisons"),
 ])

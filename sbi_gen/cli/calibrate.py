@@ -66,7 +66,7 @@ def command(args: argparse.Namespace) -> int:
     observations = load_observations(args.observation) if args.observation else None
     estimator = load_estimator(args.model, device=device)
     simulator = model_simulator(estimator, args.model, args.simulator, args.option)
-    x_obs = observations_for(observations, estimator.x_shape, args.observation) if args.observation else None
+    x_obs = observations_for(observations, estimator, args.observation) if args.observation else None
     if x_obs is not None and 1 / (1 + args.permutations) >= args.alpha:
         raise DataError(f"--permutations {args.permutations}: the smallest L-C2ST p-value would be "
                         f"{1 / (1 + args.permutations):.3g}, not below --alpha {args.alpha}; use more")

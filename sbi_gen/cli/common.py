@@ -127,12 +127,13 @@ def load_observations(path: str, flag: str = "--observation") -> np.ndarray:
     return array
 
 
-def observations_for(array: np.ndarray, x_shape: tuple[int, ...], path: str, flag: str = "--observation"):
-    """``array`` as observations ``[B, *x_shape]``; a wrong shape or a NaN names the file."""
+def observations_for(array: np.ndarray, estimator, path: str, flag: str = "--observation"):
+    """``array`` as observations ``[B, *x_shape]`` of ``estimator``; a wrong shape (explained by what the model
+    was trained on) or a NaN names the file."""
     from sbi_gen.pairs import check_observations
 
     try:
-        return check_observations(array, x_shape)
+        return check_observations(array, estimator.x_shape, estimator.metadata.get("simulator"))
     except DataError as error:
         raise DataError(f"{flag} {path}: {error}") from None
 

@@ -122,7 +122,7 @@ def command(args: argparse.Namespace) -> int:
     truth_file = args.truth or observation_file
     truth = _truth(args.truth, observation_file)
     estimator = load_estimator(model, device=device)
-    x = observations_for(observations, estimator.x_shape, observation_file)
+    x = observations_for(observations, estimator, observation_file)
     batch, d = len(x), estimator.prior.dim
     if truth is not None:
         truth = np.asarray(truth, dtype=np.float64)

@@ -71,7 +71,7 @@ def command(args: argparse.Namespace) -> int:
     simulator = model_simulator(estimator, args.model, args.simulator, args.option)
     if not simulator.capabilities.has_log_likelihood:
         raise DataError(f"simulator {simulator.name!r} has no log_likelihood; refinement needs the exact likelihood")
-    observations = observations_for(observations, estimator.x_shape, args.observation)
+    observations = observations_for(observations, estimator, args.observation)
     generator = RandomStreams(args.seed).generator("proposals")
     results = [
         importance_sample(estimator.posterior(x[None]), simulator, x, args.samples, generator=generator,

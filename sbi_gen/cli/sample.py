@@ -49,7 +49,7 @@ def command(args: argparse.Namespace) -> int:
     device = check_device(args)
     observations = load_observations(args.observation)
     estimator = load_estimator(args.model, device=device)
-    x = observations_for(observations, estimator.x_shape, args.observation)
+    x = observations_for(observations, estimator, args.observation)
     samples = estimator.sample(x, args.samples, RandomStreams(args.seed).generator("sample"))
     if fmt == "bilby":
         from sbi_gen.export import bilby_result, write_bilby_results

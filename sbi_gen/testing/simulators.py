@@ -56,7 +56,8 @@ def check_simulator(
     identical ``x``, another seed another ``x``, and torch's and numpy's global random state are
     left alone); the chunked pipeline :func:`sbi_gen.simulate`; ``describe()`` round trips (JSON,
     :func:`~sbi_gen.prior.prior_from_config`, and the registered plugin rebuilt from its options);
-    the capabilities record; ``log_likelihood`` and ``reference_posterior`` where declared.
+    the capabilities record; ``log_likelihood``, the signal split and ``reference_posterior`` where
+    declared.
 
     A simulator draws its noise from one generator sequentially, so simulating a batch and
     simulating its halves give different ``x``; batching is checked through the shapes and
@@ -89,6 +90,10 @@ def check_simulator(
         _check_log_likelihood(c, sim, theta, x)
     else:
         c.skip("log_likelihood", "not declared")
+    if record.has_signal_split:
+        _check_signal_split(c, sim, theta, x, g)
+    else:
+        c.skip("signal split", "not declared")
     if record.has_reference_posterior and reference:
         _check_reference(c, sim, x[:2], reference_options or {}, g(7))
     else:
@@ -246,6 +251,46 @@ def _check_log_likelihood(c: Checker, sim: Any, theta: torch.Tensor, x: torch.Te
                   f"{tau:.3f} of {m} comparisons (a correct likelihood gives >= 0.5, and below 0.5 - {margin:.3f} "
                   "with probability < 1e-9)")
         c.note(f"log_likelihood: the true theta wins {tau:.3f} of {m} comparisons (>= {0.5 - margin:.3f} required)")
+
+
+def _check_signal_split(c: Checker, sim: Any, theta: torch.Tensor, x: torch.Tensor, g) -> None:
+    """``simulate_signal`` is deterministic and blind to the re-drawn parameters; ``simulate_from_signal`` is
+    seeded and distributed as ``simulate`` (two-sample KS on per-row mean and norm at p > 1e-9 each)."""
+    from scipy.stats import ks_2samp
+
+    from sbi_gen.errors import DataError
+    from sbi_gen.redraw import redrawn_columns
+
+    n = len(theta)
+    with c.check("signal split", "simulate_signal(theta) -> [n, *signal_shape] must be deterministic and read only "
+                 "the parameters not in redrawn_parameters; simulate_from_signal must be distributed as simulate"):
+        shape = getattr(sim, "signal_shape", None)
+        c.require(isinstance(shape, tuple) and len(shape) > 0 and all(isinstance(k, int) and k > 0 for k in shape),
+                  f"signal_shape is {shape!r}")
+        try:
+            columns = redrawn_columns(sim, sim.prior)
+        except DataError as error:
+            c.require(False, str(error))
+        signal = torch.as_tensor(sim.simulate_signal(theta))
+        c.require(list(signal.shape) == [n, *shape], f"simulate_signal returned {list(signal.shape)}, expected "
+                  f"{[n, *shape]}")
+        c.require(bool(torch.isfinite(signal).all()), "simulate_signal returned NaN or inf")
+        c.require(torch.equal(signal, torch.as_tensor(sim.simulate_signal(theta))), "simulate_signal is not "
+                  "deterministic: two calls gave different signals")
+        mixed = theta.clone()
+        mixed[:, columns] = sim.prior.sample(n, g(11))[:, columns]
+        c.require(torch.equal(signal, torch.as_tensor(sim.simulate_signal(mixed))), "simulate_signal changed when "
+                  f"only the re-drawn parameters {list(sim.redrawn_parameters)} changed")
+        made = torch.as_tensor(sim.simulate_from_signal(theta, signal, g(12)))
+        c.require(list(made.shape) == list(x.shape), f"simulate_from_signal returned {list(made.shape)}, expected "
+                  f"{list(x.shape)}")
+        c.require(torch.equal(made, torch.as_tensor(sim.simulate_from_signal(theta, signal, g(12)))),
+                  "the same generator seed gave different x from simulate_from_signal")
+        for what, stat in (("mean", lambda v: v.reshape(n, -1).double().mean(1)),
+                           ("norm", lambda v: v.reshape(n, -1).double().norm(dim=1))):
+            p = ks_2samp(stat(made).numpy(), stat(x).numpy()).pvalue
+            c.require(p > 1e-9, f"x from simulate_from_signal and from simulate differ in their per-row {what} "
+                      f"(two-sample KS p = {p:.2g} on the same theta)")
 
 
 def _check_reference(c: Checker, sim: Any, x: torch.Tensor, options: dict[str, Any], generator) -> None:
