@@ -9,8 +9,9 @@
     observations.npz   held-out theta_true [B, d] and x [B, *x_shape]
     samples.npz        posterior samples [n, B, d] for those observations
     refined.npz        where the simulator has an exact likelihood: importance-sampling refinement of each
-                       held-out posterior (resampled [n, B, d], proposals, log_weights, summary JSON), as
-                       `sbi-gen refine` writes it; metrics.json says whether each is trustworthy
+                       held-out posterior: resampled [n, K, d] for the K observations whose refinement is
+                       trustworthy (observation_index [K]), and for all B the proposals, log_weights and the
+                       summary JSON; metrics.json says which are trustworthy
     metrics.json       C2ST against the reference posterior (if any), SBC, calibration verdict, plot files, timings
     calibration/       the calibration report on the SBC pairs and their samples
                        (calibration.json, calibration.md, PNG plots; see sbi_gen.calibration)
@@ -237,8 +238,10 @@ def _refine(estimator, simulator, observations: SimulationSet, reference, config
                           generator=streams.generator(f"observation {b}"))
         for b in range(len(observations))
     ]
+    trusted = [b for b, r in enumerate(results) if r.trustworthy]
     resampled = torch.stack([r.resampled for r in results], 1)
-    np.savez(out / "refined.npz", resampled=resampled.numpy(),
+    # an untrustworthy refinement is withheld: only trusted observations' draws are written as posterior samples
+    np.savez(out / "refined.npz", resampled=resampled[:, trusted].numpy(), observation_index=np.array(trusted, int),
              proposals=torch.stack([r.samples for r in results], 1).numpy(),
              log_weights=torch.stack([r.log_weights for r in results], 1).numpy(),
              summary=np.array(json.dumps([r.to_dict() for r in results])), parameters=np.array(simulator.prior.names))
@@ -251,6 +254,10 @@ def _refine(estimator, simulator, observations: SimulationSet, reference, config
         _log(f"refinement of observation {b}: {r.diagnosis}"
              + (f" Refined C2ST {per_observation[b]['c2st']:.3f}." if reference is not None else ""), quiet)
     untrusted = [b for b, r in enumerate(results) if not r.trustworthy]
+    if untrusted:
+        _log(f"refinement NOT trustworthy for held-out observation(s) {untrusted}: their refined draws are withheld "
+             "from refined.npz (the weighted proposals stay, for diagnosis); the raw posterior there is suspect too",
+             quiet)
     record = {"num_proposals": config.refine_proposals, "untrustworthy_observations": untrusted,
               "efficiency": [r.efficiency for r in results], "per_observation": per_observation,
               "file": "refined.npz"}
