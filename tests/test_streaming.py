@@ -134,13 +134,15 @@ def test_cli_trains_from_a_store_with_its_recorded_prior(tmp_path, capsys):
 def test_streamed_training_matches_in_memory_training_on_the_same_store(tmp_path):
     """Trained from disk a buffer at a time, the flow is as accurate as when trained in memory on the same pairs.
 
-    Both are compared with the analytic posterior (mean C2ST over 5 observations, 10,000 samples each). The
-    fixed bound of tests/test_accuracy.py (0.55) is not asserted here: on this store's pairs the in-memory fit
-    itself lands near it (0.5525 for the streamed fit when measured), so the test asserts equivalence instead.
+    Both are compared with the analytic posterior (mean C2ST over 5 observations, 10,000 samples each, whose
+    sampling error is about 0.003 on the mean), on a 2-D toy Gaussian with 5,000 pairs in 10 chunks, shuffled
+    through a buffer of 2,000: each fit must be accurate (<= 0.56) and the two must agree to 0.015. Measured:
+    0.530 streamed, 0.532 in memory. (The 5-D task with 10,000 pairs took 5 minutes of the suite for the
+    same property.)
     """
     torch.set_num_threads(1)  # compares accuracies, not speed: no threads to oversubscribe the cores
-    simulator = sbi_gen.get_simulator("toy_gaussian")  # d = 5
-    simulate_to_store(simulator, 10_000, tmp_path / "s.h5", seed=1, chunk_size=500, progress=False)
+    simulator = sbi_gen.get_simulator("toy_gaussian", dim=2)
+    simulate_to_store(simulator, 5_000, tmp_path / "s.h5", seed=1, chunk_size=500, progress=False)
     store = SimulationStore.open(tmp_path / "s.h5")
     observations = sbi_gen.simulate(simulator, 5, seed=99)
     reference = simulator.reference_posterior(observations.x).sample(10_000, torch.Generator().manual_seed(1))
