@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import torch
 
 import sbi_gen
+from sbi_gen.benchmark.cell import peak_rss_mb
 from sbi_gen.calibration import c2st, calibrate_estimator, write_report
 from sbi_gen.redraw import RedrawnPairs
 from sbi_gen.refine import importance_sample
@@ -69,11 +69,6 @@ def injections(simulator, fresh: int = 3, seed: int = 7) -> tuple[torch.Tensor, 
     x += [simulator.simulate(drawn[i : i + 1], generator) for i in range(fresh)]
     labels = [f"fixed {i}" for i in range(len(INJECTIONS))] + [f"fresh {i}" for i in range(fresh)]
     return torch.cat([theta, drawn]), torch.cat(x), labels
-
-
-def peak_memory_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports ru_maxrss in kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -150,7 +145,7 @@ def main() -> None:
     record["calibration"] = {"num_pairs": args.sbc, "verdict": report.verdict.overall,
                              "per_diagnostic": report.verdict.per_diagnostic,
                              "seconds": time.perf_counter() - start}
-    record["peak_memory_mb"] = peak_memory_mb()
+    record["peak_memory_mb"] = peak_rss_mb()
     print(f"calibration on {args.sbc} held-out pairs: {report.verdict.overall}; {report.verdict.per_diagnostic}")
     print(f"training {record['train_s'] / 60:.1f} min; 10^4 draws in {record['sample_10k_s']:.2f} s; "
           f"peak memory {record['peak_memory_mb']:.0f} MB", flush=True)

@@ -127,6 +127,10 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
         config.estimator, config.simulator, config.estimator_options, config.simulator_options
     )
     estimator = registry.estimator(config.estimator, device=device, **estimator_options)
+    can_refine = simulator.capabilities.has_log_likelihood and estimator.capabilities.has_log_prob
+    if config.refine and not can_refine:  # refused before anything is simulated or written
+        raise DataError(f"refinement needs the simulator's exact likelihood and the estimator's densities; "
+                        f"{simulator.name!r} / {estimator.name!r} lack one")
     streams = RandomStreams(config.seed)
     training = estimator.training_config(**{**config.training_options, "seed": streams.seed("train")})
     out = prepare_run_dir(out)  # only once every setting has been checked
@@ -172,8 +176,7 @@ def run(config: RunConfig, out: str | Path, registry: Registry | None = None, qu
     metrics["c2st"], reference = _c2st_against_reference(simulator, observations, samples, streams.child("c2st"),
                                                          quiet)
     refined = None
-    if config.refine or (config.refine is None and simulator.capabilities.has_log_likelihood
-                         and estimator.capabilities.has_log_prob):
+    if can_refine if config.refine is None else config.refine:
         start = time.perf_counter()
         metrics["refinement"], refined = _refine(estimator, simulator, observations, reference, config,
                                                  streams.child("refine"), out, quiet)
@@ -229,9 +232,6 @@ def _refine(estimator, simulator, observations: SimulationSet, reference, config
     """Importance-sample every held-out observation; write ``refined.npz``; return the record and the
     resampled draws ``[n, B, d]`` (``None`` unless every refinement is trustworthy, so no plot shows an
     untrustworthy one as a posterior)."""
-    if not (simulator.capabilities.has_log_likelihood and estimator.capabilities.has_log_prob):
-        raise DataError(f"refinement needs the simulator's exact likelihood and the estimator's densities; "
-                        f"{simulator.name!r} / {estimator.name!r} lack one")
     results = [
         importance_sample(estimator.posterior(observations.x[b : b + 1]), simulator, observations.x[b],
                           config.refine_proposals, num_resampled=config.num_posterior_samples,

@@ -144,18 +144,22 @@ class RedrawnPairs:
     def scan(self, visit: Callable[[Tensor, Tensor], None]) -> dict[str, int]:
         """One pass of generated pairs over every signal, ``visit(theta, x)`` per batch (for standardization).
 
-        The pairs come from a fixed stream of their own; the report counts the
-        pairs (and, for a store, the rows its checks dropped).
+        The pairs come from a fixed stream of their own. A signal source with a checking pass of its own (a
+        store) is scanned through it, so its rows are read once and its report (rows dropped) is kept.
         """
-        report = self.signals.scan(lambda theta, signal: None) if hasattr(self.signals, "scan") else {}
-        streams = RandomStreams(0).child("redraw scan")
-        count = 0
-        for split in ("train", "validation"):  # every row once: the two halves of a split
-            source = self.signals.batches(split, _SCAN_ROWS, epoch=0, seed=0, validation_fraction=0.5)
-            for k, (theta, signal) in enumerate(source):
-                visit(*self.draw(theta, signal, streams.child(split).generator(str(k))))
-                count += len(theta)
-        return {**report, "num_pairs": count, "redrawn_parameters": list(self.simulator.redrawn_parameters)}
+        streams, batches = RandomStreams(0).child("redraw scan"), iter(range(1 << 62))
+
+        def draw_and_visit(theta: Tensor, signal: Tensor) -> None:
+            visit(*self.draw(theta, signal, streams.generator(str(next(batches)))))
+
+        if hasattr(self.signals, "scan"):
+            report = self.signals.scan(draw_and_visit, batch_rows=_SCAN_ROWS)
+        else:
+            theta, signal = self.signals.theta, self.signals.x
+            for start in range(0, len(theta), _SCAN_ROWS):
+                draw_and_visit(theta[start : start + _SCAN_ROWS], signal[start : start + _SCAN_ROWS])
+            report = {"num_pairs": len(self.signals)}
+        return {**report, "redrawn_parameters": list(self.simulator.redrawn_parameters)}
 
     def describe(self) -> dict[str, Any]:
         """JSON record of the source for a model's metadata."""

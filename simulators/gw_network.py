@@ -345,12 +345,15 @@ class GravitationalWaveNetwork(WhitenedStrainSimulator):
         if theta.shape[-1] != self.prior.dim:
             raise ValueError(f"theta must be [..., {self.prior.dim}] ({', '.join(self.prior.names)}), "
                              f"got shape {list(theta.shape)}")
-        fplus, fcross = self.antenna_patterns(theta)
         intrinsic = theta[..., :5].unsqueeze(-2).repeat_interleave(self.num_detectors, -2)  # [..., n_det, 5]
         intrinsic[..., 4] += self.time_delays(theta)  # the delay is a later coalescence time at the detector
-        cos_i = torch.cos(theta[..., 8]).unsqueeze(-1)
-        factor = torch.complex(fplus * 0.5 * (1 + cos_i**2), -fcross * cos_i)  # [..., n_det]
-        return self._waveform(intrinsic).mul_(factor.unsqueeze(-1))  # a fresh tensor: scaled in place
+        return self._waveform(intrinsic).mul_(self.response_factor(theta).unsqueeze(-1))  # fresh: scaled in place
+
+    def response_factor(self, theta: Tensor) -> Tensor:
+        """``F+ (1 + cos^2 iota) / 2 - i Fx cos iota``: complex128 ``[..., n_det]`` for ``theta [..., 9]``."""
+        fplus, fcross = self.antenna_patterns(theta)
+        cos_i = torch.cos(torch.as_tensor(theta, dtype=torch.float64)[..., 8]).unsqueeze(-1)
+        return torch.complex(fplus * 0.5 * (1 + cos_i**2), -fcross * cos_i)
 
     # the estimator options of gw (its comment says how they were chosen), with the basis of this simulator
     suggested_estimator_options = {
@@ -366,11 +369,8 @@ class GravitationalWaveNetwork(WhitenedStrainSimulator):
 
         ``theta [n, 9]``, ``base`` complex128 ``[n, n_bins]`` -> complex128 ``[n, n_det, n_bins]``.
         """
-        fplus, fcross = self.antenna_patterns(theta)
-        cos_i = torch.cos(theta[:, 8]).unsqueeze(-1)
-        factor = torch.complex(fplus * 0.5 * (1 + cos_i**2), -fcross * cos_i)  # [n, n_det]
         shift = self._shift(theta, self.frequencies, self.time_delays(theta))  # [n, n_det, n_bins]
-        return shift.mul_(base.unsqueeze(-2)).mul_(factor.unsqueeze(-1))
+        return shift.mul_(base.unsqueeze(-2)).mul_(self.response_factor(theta).unsqueeze(-1))
 
     def whitened_waveform(self, theta: Tensor) -> Tensor:
         """Noise-free whitened strain ``h_w``: complex128 ``[..., n_det, n_bins]`` for ``theta [..., 9]``."""
