@@ -78,6 +78,8 @@ class SimulatorCapabilities:
             ``simulate_from_signal(theta, signal, generator)`` (the cheap part) exist, so training can
             re-draw the cheap part for every batch (:mod:`sbi_gen.redraw`).
         redrawn_parameters: the parameters the cheap part applies; training re-draws them from the prior.
+        has_reference_observations: ``reference_observations()`` gives fixed benchmark observations with
+            reference posterior samples (sbibm's observations 1-10), which the benchmark suite then scores on.
     """
 
     has_log_likelihood: bool = False
@@ -85,9 +87,11 @@ class SimulatorCapabilities:
     suggested_estimator_options: Mapping[str, Any] = field(default_factory=dict)
     has_signal_split: bool = False
     redrawn_parameters: tuple[str, ...] = ()
+    has_reference_observations: bool = False
 
     def __post_init__(self) -> None:
-        _require_bool(self, "has_log_likelihood", "has_reference_posterior", "has_signal_split")
+        _require_bool(self, "has_log_likelihood", "has_reference_posterior", "has_signal_split",
+                      "has_reference_observations")
         object.__setattr__(self, "redrawn_parameters", tuple(self.redrawn_parameters))
         if self.redrawn_parameters and not self.has_signal_split:
             raise TypeError("redrawn_parameters need the signal split (simulate_signal and simulate_from_signal)")

@@ -4,7 +4,9 @@ A simulator draws ``x ~ p(x | theta)`` for a batch of parameters at once:
 ``simulate(theta [n, d], generator) -> x [n, *x_shape]`` (float32), the same
 output for the same generator seed. It carries its prior. Where the physics
 allows it, a simulator also offers its exact ``log_likelihood`` and a
-``reference_posterior``; calibration and benchmarks then get ground truth.
+``reference_posterior``; calibration and benchmarks then get ground truth. A
+benchmark task whose reference posteriors exist only as published samples for
+fixed observations (sbibm's) offers ``reference_observations`` instead.
 
 A simulator whose cost sits in a deterministic part (a noise-free waveform)
 may also split itself: ``simulate_signal(theta) -> signal`` is the expensive
@@ -86,6 +88,7 @@ class Simulator(ABC):
             suggested_estimator_options=cls.suggested_estimator_options,
             has_signal_split=all(split),
             redrawn_parameters=cls.redrawn_parameters,
+            has_reference_observations=cls.reference_observations is not Simulator.reference_observations,
         )
 
     @abstractmethod
@@ -112,6 +115,14 @@ class Simulator(ABC):
     def reference_posterior(self, x: Tensor) -> ReferencePosterior:
         """The true posterior for observations ``x`` ``[B, *x_shape]``, where known."""
         raise NotImplementedError(f"simulator {self.name!r} has no reference posterior")
+
+    def reference_observations(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Fixed benchmark observations with reference posterior samples, where a benchmark publishes them.
+
+        Returns ``theta_true [B, d]``, ``x [B, *x_shape]`` and ``samples [n, B, d]`` (``n`` reference draws
+        per observation), in the benchmark's order (sbibm: observations 1 to 10).
+        """
+        raise NotImplementedError(f"simulator {self.name!r} publishes no reference observations")
 
     @property
     def has_log_likelihood(self) -> bool:

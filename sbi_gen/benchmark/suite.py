@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sbi_gen.benchmark.classifiers import check_classifiers, default_classifiers
 from sbi_gen.registry import Registry, get_registry
 from sbi_gen.seeding import RandomStreams
 from sbi_gen.simulation import simulate
@@ -63,6 +64,9 @@ class SuiteConfig:
             one core under light contention.
         isolate: run each cell in its own process (peak memory is then the cell's own).
         cell_timeout_s: a cell running longer is stopped and recorded as failed.
+        classifiers: C2ST classifiers every cell is scored with (:mod:`sbi_gen.benchmark.classifiers`);
+            the first is the primary one. Default: sbibm's MLP and sbi's random forest where their
+            packages are installed, else sbi-gen's torch MLP.
     """
 
     tasks: list[str]
@@ -87,8 +91,10 @@ class SuiteConfig:
     jobs: int = 1
     isolate: bool = True
     cell_timeout_s: float = 3600.0
+    classifiers: list[str] = field(default_factory=default_classifiers)
 
     def __post_init__(self) -> None:
+        check_classifiers(self.classifiers)
         if not self.tasks:
             raise ValueError("no benchmark tasks given")
         if not self.methods:
@@ -135,26 +141,45 @@ def prepare_reference(
     registry: Registry, task: str, options: dict[str, Any], num_observations: int, num_samples: int, seed: int,
     path: Path,
 ) -> dict[str, Any]:
-    """Observations and reference posterior samples of ``task``, written to ``path`` (``.npz``); reused if present."""
+    """Observations and reference posterior samples of ``task``, written to ``path`` (``.npz``); reused if present.
+
+    A task that publishes fixed observations (sbibm's, ``reference_observations``) is scored on its first
+    ``num_observations`` with their published reference samples; otherwise observations are drawn from the
+    prior with ``seed`` and the reference posterior is sampled. A stored file is reused only if it was made
+    the same way (source, seed and shape).
+    """
+    simulator = registry.simulator(task, **options)
+    published = simulator.capabilities.has_reference_observations
+    source = "published" if published else f"drawn from the prior, seed {seed}"
     if path.exists():
         with np.load(path) as stored:
-            if stored["samples"].shape[:2] == (num_samples, num_observations):
-                return {"seconds": float(stored["seconds"]), "reused": True}
-    simulator = registry.simulator(task, **options)
-    if not simulator.capabilities.has_reference_posterior:
-        raise ValueError(f"task {task!r} has no reference posterior, so C2ST cannot be computed")
-    streams = RandomStreams(seed)
-    observations = simulate(simulator, num_observations, seed=streams.seed("observations"))
-    theta, x = observations.theta, observations.x
+            same = ("source" in stored and str(stored["source"]) == source
+                    and stored["samples"].shape[:2] == (num_samples, num_observations))
+            if same:
+                return {"seconds": float(stored["seconds"]), "reused": True, "observations": source}
     start = time.perf_counter()
-    samples = simulator.reference_posterior(x).sample(num_samples, streams.generator("reference"))
+    if published:
+        theta, x, samples = simulator.reference_observations()
+        if num_observations > len(x) or num_samples > samples.shape[0]:
+            raise ValueError(f"task {task!r} publishes {len(x)} observations with {samples.shape[0]} reference "
+                             f"samples each; asked for {num_observations} x {num_samples}")
+        theta, x, samples = theta[:num_observations], x[:num_observations], samples[:num_samples, :num_observations]
+    elif simulator.capabilities.has_reference_posterior:
+        streams = RandomStreams(seed)
+        observations = simulate(simulator, num_observations, seed=streams.seed("observations"))
+        theta, x = observations.theta, observations.x
+        samples = simulator.reference_posterior(x).sample(num_samples, streams.generator("reference"))
+    else:
+        raise ValueError(f"task {task!r} has neither a reference posterior nor published reference observations, "
+                         "so C2ST cannot be computed")
     seconds = time.perf_counter() - start
     samples = torch.as_tensor(samples).reshape(num_samples, num_observations, -1)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
-    np.savez(partial, theta=theta.numpy(), x=x.numpy(), samples=samples.float().numpy(), seconds=seconds)
+    np.savez(partial, theta=theta.numpy(), x=x.numpy(), samples=samples.float().numpy(), seconds=seconds,
+             source=source)
     os.replace(partial, path)
-    return {"seconds": seconds, "reused": False}
+    return {"seconds": seconds, "reused": False, "observations": source}
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -182,6 +207,7 @@ def _cell_spec(config: SuiteConfig, registry: Registry, task: str, method: str, 
         "threads": config.threads,
         "jobs": config.jobs,
         "device": config.device,
+        "classifiers": list(config.classifiers),
     }
 
 
@@ -203,7 +229,8 @@ def _run_isolated(spec: dict, cell_dir: Path, timeout_s: float) -> dict:
 
 #: settings every cell of one results.json must share, so that its tables compare like with like
 #: (tasks, methods, budgets may grow with --resume; threads and jobs are recorded in each cell)
-SHARED_SETTINGS = ("seed", "num_observations", "num_samples", "training_options", "sbi_training_options")
+SHARED_SETTINGS = ("seed", "num_observations", "num_samples", "training_options", "sbi_training_options",
+                   "classifiers")
 PER_TASK_SETTINGS = ("simulator_options", "estimator_options")
 
 
@@ -289,7 +316,9 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
         if result.get("error"):
             log(f"{where}: FAILED {result['error']}")
         else:
-            log(f"{where}: C2ST {result['c2st_mean']:.3f}, train {result['train_seconds']:.1f} s, "
+            scores = ", ".join(f"{name} {value:.3f}" for name, value in
+                               result.get("c2st_mean_by_classifier", {"C2ST": result["c2st_mean"]}).items())
+            log(f"{where}: C2ST {scores}, train {result['train_seconds']:.1f} s, "
                 f"sample {result['sample_seconds']:.2f} s, C2ST {result['c2st_seconds']:.1f} s, "
                 f"cell {result['cell_seconds']:.0f} s, peak {result['peak_rss_mb']:.0f} MB")
 

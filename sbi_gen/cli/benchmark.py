@@ -8,6 +8,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from sbi_gen.benchmark.classifiers import CLASSIFIERS, default_classifiers
 from sbi_gen.benchmark.suite import SBI_METHODS, SuiteConfig, expand_methods, run_suite
 from sbi_gen.cli.common import add_device_argument, add_seed_argument, check_device, positive_int
 
@@ -20,9 +21,10 @@ DEFAULT_TASKS = "toy_gaussian,two_moons,slcp"
 #: their samplers alone take 1-2 minutes per task here (NPSE: 500 SDE steps per draw)
 DEFAULT_SBI_METHODS = "sbi:NPE-maf,sbi:NPE-nsf"
 
-#: the smoke run (under 2 minutes on 2 CPU cores): small budget, short training, few samples
+#: the smoke run (under 2 minutes on 2 CPU cores): small budget, short training, few samples, and our
+#: batched torch classifier (scikit-learn's MLP alone takes ~10 s per observation even here)
 QUICK = {"tasks": "toy_gaussian,two_moons", "budgets": "1000", "observations": 2, "samples": 1000,
-         "max_epochs": 15, "sbi_methods": "sbi:NPE-maf"}
+         "max_epochs": 15, "sbi_methods": "sbi:NPE-maf", "classifiers": "torch-mlp"}
 
 #: cells at a time by default: two 1-thread cells use 2 cores better than one 2-thread cell
 DEFAULT_JOBS = 2
@@ -54,7 +56,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "memory. With the sbi package installed (pip install 'sbi-gen[bench]') sbi's NPE / NPSE / FMPE run on "
         "the same simulations. Writes results.json, results.md and c2st_vs_budget.png into --out.",
     )
-    parser.add_argument("--tasks", help=f"comma-separated simulators (default: {DEFAULT_TASKS})")
+    parser.add_argument("--tasks", help=f"comma-separated simulators (default: {DEFAULT_TASKS}); 'sbibm' stands "
+                        "for every sbibm task (sbibm_two_moons, ...: sbibm's observations and reference samples)")
     parser.add_argument("--methods", default="flow,diffusion,flow_matching",
                         help="comma-separated sbi-gen estimators (default: flow,diffusion,flow_matching)")
     parser.add_argument("--sbi", choices=("auto", "on", "off"), default="auto",
@@ -62,6 +65,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--sbi-methods",
                         help=f"which of sbi's: {', '.join(SBI_METHODS)} (default: {DEFAULT_SBI_METHODS})")
     parser.add_argument("--budgets", help="comma-separated simulation budgets (default: 10000)")
+    parser.add_argument("--classifiers",
+                        help=f"comma-separated C2ST classifiers, the first one primary ({', '.join(CLASSIFIERS)}; "
+                        "default: sbibm-mlp,sbi-rf where sbibm and sbi are installed, else torch-mlp)")
     parser.add_argument("--observations", type=positive_int, help="observations per task (default: 5)")
     parser.add_argument("--samples", type=positive_int, help="posterior samples per observation (default: 10000)")
     parser.add_argument("--max-epochs", type=positive_int, help="cap on training epochs, for both toolkits")
@@ -84,10 +90,23 @@ def add_parser(commands) -> argparse.ArgumentParser:
     return parser
 
 
+def _expand_tasks(names: list[str]) -> list[str]:
+    """``names`` with ``sbibm`` replaced by every registered ``sbibm_*`` task."""
+    if "sbibm" not in names:
+        return names
+    from sbi_gen.registry import get_registry
+
+    sbibm = [name for name in get_registry().names("simulator") if name.startswith("sbibm_")]
+    expanded: list[str] = []
+    for name in names:
+        expanded += [t for t in (sbibm if name == "sbibm" else [name]) if t not in expanded]
+    return expanded
+
+
 def config_from_args(args: argparse.Namespace) -> SuiteConfig:
     """The :class:`SuiteConfig` of the command line (``--quick`` fills what was not given)."""
     quick = QUICK if args.quick else {}
-    tasks = _names(args.tasks or quick.get("tasks", DEFAULT_TASKS))
+    tasks = _expand_tasks(_names(args.tasks or quick.get("tasks", DEFAULT_TASKS)))
     sbi_methods = args.sbi_methods or quick.get("sbi_methods", DEFAULT_SBI_METHODS)
     methods = expand_methods(_names(args.methods), args.sbi, _names(sbi_methods))
     from sbi_gen.calibration.budgets import parse_budgets  # here, not at start-up: it imports the plotting stack
@@ -118,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> SuiteConfig:
         jobs=1 if args.in_process else args.jobs,
         isolate=not args.in_process,
         device=check_device(args),
+        classifiers=_names(args.classifiers or quick.get("classifiers", "")) or default_classifiers(),
     )
 
 
