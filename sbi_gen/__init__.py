@@ -28,7 +28,15 @@ from sbi_gen.errors import (
 from sbi_gen.estimator import PosteriorEstimator, load_estimator
 from sbi_gen.pairs import SimulationSet
 from sbi_gen.posterior import Posterior
-from sbi_gen.prior import GaussianPrior, IndependentPrior, Parameter, Prior, UniformPrior, prior_from_config
+from sbi_gen.prior import (
+    GaussianPrior,
+    IndependentPrior,
+    LogNormalPrior,
+    Parameter,
+    Prior,
+    UniformPrior,
+    prior_from_config,
+)
 from sbi_gen.registry import Registry, get_estimator, get_registry, get_simulator
 from sbi_gen.seeding import RandomStreams
 from sbi_gen.simulation import simulate
@@ -41,6 +49,7 @@ __all__ = [
     "DuplicatePluginError",
     "GaussianPrior",
     "IndependentPrior",
+    "LogNormalPrior",
     "ModelFileError",
     "NotFittedError",
     "Parameter",

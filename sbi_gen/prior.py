@@ -12,76 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-import astropy.units as u
 import torch
 from torch import Tensor
 
 from sbi_gen.errors import DataError, PriorSupportError
+from sbi_gen.parameters import Parameter, _as_parameters
 
-__all__ = ["Parameter", "Prior", "UniformPrior", "GaussianPrior", "IndependentPrior", "prior_from_config"]
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One dimension of ``theta``.
-
-    Arguments:
-        name: identifier, e.g. ``"chirp_mass"``.
-        unit: an astropy unit string, ``""`` for dimensionless (e.g. ``"solMass"``).
-        label: plot label (matplotlib mathtext allowed); defaults to the name.
-        period: for an angle, its period in ``unit`` (e.g. ``2 pi`` rad for a GW phase): plots draw it on one
-            period; ``None`` (the default) for a parameter on the line.
-    """
-
-    name: str
-    unit: str = ""
-    label: str = ""
-    period: float | None = None
-
-    def __post_init__(self) -> None:
-        try:
-            u.Unit(self.unit)
-        except ValueError as error:
-            raise ValueError(f"parameter {self.name!r}: unknown unit {self.unit!r} ({error})") from None
-        if not self.label:
-            object.__setattr__(self, "label", self.name)
-        if self.period is not None:
-            if isinstance(self.period, bool) or not (isinstance(self.period, (int, float)) and self.period > 0
-                                                     and math.isfinite(self.period)):
-                raise ValueError(f"parameter {self.name!r}: period must be a finite number > 0, got {self.period!r}")
-            object.__setattr__(self, "period", float(self.period))
-
-    @property
-    def astropy_unit(self) -> u.UnitBase:
-        """The unit as an :class:`astropy.units.Unit`."""
-        return u.Unit(self.unit)
-
-    @property
-    def axis_label(self) -> str:
-        """Label with the unit, for plot axes: ``"label [unit]"``."""
-        return f"{self.label} [{self.unit}]" if self.unit else self.label
-
-
-def _default_parameters(dim: int) -> tuple[Parameter, ...]:
-    return tuple(Parameter(f"theta_{i}", "", rf"$\theta_{{{i}}}$") for i in range(dim))
-
-
-def _as_parameters(parameters: Sequence[Parameter | str | dict] | None, dim: int) -> tuple[Parameter, ...]:
-    if parameters is None:
-        return _default_parameters(dim)
-    result = tuple(
-        p if isinstance(p, Parameter) else Parameter(**p) if isinstance(p, dict) else Parameter(str(p))
-        for p in parameters
-    )
-    if len(result) != dim:
-        raise ValueError(f"prior has {dim} dimensions but {len(result)} parameters were named")
-    names = [p.name for p in result]
-    if len(set(names)) != len(names):
-        raise ValueError(f"parameter names must be unique, got {names}")
-    return result
+__all__ = ["Parameter", "Prior", "UniformPrior", "GaussianPrior", "IndependentPrior", "LogNormalPrior",
+           "prior_from_config"]
 
 
 class Prior:
@@ -346,22 +287,65 @@ class IndependentPrior(Prior):
         }
 
 
+class LogNormalPrior(Prior):
+    """Independent log-normal distributions: ``log theta_i ~ N(loc_i, scale_i^2)``, support ``(0, inf)``.
+
+    Arguments:
+        loc, scale: ``[d]`` mean and standard deviation of ``log theta`` (``scale > 0``).
+        parameters: names / units / labels of the ``d`` dimensions.
+    """
+
+    def __init__(
+        self,
+        loc: Sequence[float] | Tensor,
+        scale: Sequence[float] | Tensor,
+        parameters: Sequence[Parameter | str | dict] | None = None,
+    ) -> None:
+        self.loc = torch.as_tensor(loc, dtype=torch.float64).reshape(-1)
+        self.scale = torch.as_tensor(scale, dtype=torch.float64).reshape(-1)
+        if self.loc.shape != self.scale.shape:
+            raise ValueError(f"loc {tuple(self.loc.shape)} and scale {tuple(self.scale.shape)} differ in shape")
+        if not bool(torch.isfinite(self.loc).all() & torch.isfinite(self.scale).all() & (self.scale > 0).all()):
+            raise ValueError(f"a log-normal prior needs finite loc and scale > 0, got scale={self.scale.tolist()}")
+        self.parameters = _as_parameters(parameters, self.loc.numel())
+        self.low = torch.zeros_like(self.loc)
+        self.high = torch.full_like(self.loc, math.inf)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        return torch.exp(self.loc + self.scale * noise).float()
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        value = theta.to(torch.float64)
+        inside = (value > 0).all(-1)
+        log_value = torch.log(value.clamp_min(torch.finfo(torch.float64).tiny))
+        standard = (log_value - self.loc) / self.scale
+        density = (-0.5 * standard**2 - torch.log(self.scale) - 0.5 * math.log(2 * math.pi) - log_value).sum(-1)
+        return density.masked_fill(~inside, -math.inf).to(theta.dtype)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "lognormal", "loc": self.loc.tolist(), "scale": self.scale.tolist(),
+                "parameters": self._parameters_config()}
+
+
 def prior_from_config(config: dict[str, Any]) -> Prior:
     """Rebuild a prior from :meth:`Prior.to_config` output or a user's simple spec.
 
     Accepted specs: ``{"type": "uniform", "low": [...], "high": [...]}``,
     ``{"type": "gaussian", "mean": [...], "covariance": [[...]] or [...]}`` and
     ``{"type": "independent", "kinds": [...], "low": [...], "high": [...]}``
-    (:class:`IndependentPrior`), each with optional ``"parameters"`` (names, or
+    (:class:`IndependentPrior`) and ``{"type": "lognormal", "loc": [...], "scale": [...]}``
+    (:class:`LogNormalPrior`), each with optional ``"parameters"`` (names, or
     dicts with name / unit / label / period).
     """
     if not isinstance(config, dict) or "type" not in config:
         raise DataError(
-            f"a prior spec is a dict with a 'type' key ('uniform', 'gaussian' or 'independent'), got {config!r}"
+            f"a prior spec is a dict with a 'type' key ('uniform', 'gaussian', 'independent' or 'lognormal'), "
+            f"got {config!r}"
         )
     kind = config["type"]
     parameters = config.get("parameters")
-    for key in ("low", "high", "mean", "covariance"):
+    for key in ("low", "high", "mean", "covariance", "loc", "scale"):
         if key in config:
             _require_numbers(config[key], f"{kind} prior spec: {key!r}")
     kinds = config.get("kinds")
@@ -376,11 +360,13 @@ def prior_from_config(config: dict[str, Any]) -> Prior:
             return GaussianPrior(config["mean"], config["covariance"], parameters)
         if kind == "independent":
             return IndependentPrior(config["kinds"], config["low"], config["high"], parameters)
+        if kind == "lognormal":
+            return LogNormalPrior(config["loc"], config["scale"], parameters)
     except KeyError as missing:
         raise DataError(f"{kind} prior spec is missing the key {missing}") from None
     except (TypeError, ValueError) as error:
         raise DataError(f"{kind} prior spec: {error}") from None
-    raise DataError(f"unknown prior type {kind!r}; expected 'uniform', 'gaussian' or 'independent'")
+    raise DataError(f"unknown prior type {kind!r}; expected 'uniform', 'gaussian', 'independent' or 'lognormal'")
 
 
 def _require_numbers(value: Any, what: str) -> None:

@@ -16,7 +16,8 @@ what its tasks and metrics import::
     pip install --no-deps sbibm==1.1.0 && pip install pyro-ppl pandas future autograd
 
 (the ``bench`` extra lists the last four). Its ``sir`` and ``lotka_volterra`` tasks
-solve their ODEs through ``diffeqtorch`` (Julia) and are not offered here.
+solve their ODEs through ``diffeqtorch`` (Julia); :mod:`sbi_gen_simulators.sbibm_ode`
+offers them with the same models solved in numpy, and sbibm's observations.
 
 Randomness: sbibm's simulators draw from torch's global generator (through pyro);
 :meth:`SbibmTask.simulate` seeds a forked global generator from the ``generator``

@@ -49,7 +49,7 @@ def test_quick_mode_writes_reference_table_and_plot(quick_run):
         assert reference["samples"].shape == (1000, 2, 2) and reference["x"].shape == (2, 2)
         assert np.isfinite(reference["samples"]).all()
     table = (out / "results.md").read_text()
-    assert "sbi-gen's torch MLP classifier" in table and "| two_moons | flow |" in table
+    assert "torch-mlp: sbi-gen's torch MLP" in table and "| two_moons | flow |" in table
     assert (out / "c2st_vs_budget.png").stat().st_size > 10_000
     if sbi_available():
         assert "| toy_gaussian | 1,000 | flow | sbi:NPE-maf |" in table
@@ -68,7 +68,7 @@ def test_a_failing_cell_is_recorded_and_the_rest_still_run(tmp_path):
     config = SuiteConfig(
         tasks=["two_moons"], methods=["flow"], budgets=[200, 300], num_observations=1, num_samples=200,
         estimator_options={"two_moons": {"flow": {"no_such_option": 1}}}, isolate=False, threads=1,
-        training_options={"max_epochs": 2},
+        training_options={"max_epochs": 2}, classifiers=["torch-mlp"],
     )
     results = run_suite(config, tmp_path / "bench", log=lambda message: None)
     assert len(results) == 2 and all("no_such_option" in (r["error"] or "") for r in results)
@@ -77,7 +77,7 @@ def test_a_failing_cell_is_recorded_and_the_rest_still_run(tmp_path):
 
 def test_resume_can_add_methods_and_keeps_earlier_cells_and_references(tmp_path):
     common = dict(budgets=[300], num_observations=1, num_samples=200, isolate=False, threads=1,
-                  training_options={"max_epochs": 2})
+                  training_options={"max_epochs": 2}, classifiers=["torch-mlp"])
     out = tmp_path / "bench"
     first = run_suite(SuiteConfig(tasks=["toy_gaussian"], methods=["flow"], **common), out, log=lambda m: None)
     lines = []
