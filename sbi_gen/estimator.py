@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from sbi_gen._version import __version__
 from sbi_gen.device import resolve_device
-from sbi_gen.errors import DataError, ModelFileError, NotFittedError, UntrustworthyResultError
+from sbi_gen.errors import DataError, ModelFileError, NotFittedError
 from sbi_gen.estimator_options import EmbeddingOptions, EstimatorOptions
 from sbi_gen.hookspecs import EstimatorCapabilities
 from sbi_gen.model_files import (
@@ -48,6 +48,7 @@ from sbi_gen.model_files import (
 from sbi_gen.nn import ParameterTransform, Standardize, loading_weights
 from sbi_gen.pairs import SimulationSet, check_observations, check_pairs
 from sbi_gen.posterior import Posterior
+from sbi_gen.posterior_draws import draw_inside, log_acceptance, require_finite
 from sbi_gen.prior import Prior, prior_from_config
 from sbi_gen.seeding import seeded_torch
 from sbi_gen.training import TrainingConfig, TrainingHistory, train
@@ -131,7 +132,7 @@ class PosteriorEstimator(ABC):
         self.prior, self.x_shape = prior, tuple(x_shape)
         self.network = nn.ModuleDict(
             {
-                "theta_transform": ParameterTransform(prior.low, prior.high),
+                "theta_transform": ParameterTransform(prior.low, prior.high, self.options.bounded_support),
                 "x_standardize": Standardize(self.x_shape),
                 "core": self.build(prior.dim, self.x_shape, self._embedding(self.x_shape)),
             }
@@ -267,12 +268,19 @@ class PosteriorEstimator(ABC):
         network = self._require_fitted()
         network.eval()
         x = self._standardized_x(check_observations(x_obs, self.x_shape, self.metadata.get("simulator")))
+        if network["theta_transform"].truncates:  # draws outside the prior's box are rejected (posterior_draws)
+            theta = draw_inside(lambda m: self._raw_draws(x, m, generator, max_batch), self.prior, n, len(x))
+        else:
+            theta = self._raw_draws(x, n, generator, max_batch)
+        require_finite(theta)
+        return theta
+
+    def _raw_draws(self, x: Tensor, n: int, generator: torch.Generator | None, max_batch: int = 100_000) -> Tensor:
+        """``[n, B, d]`` draws for standardized ``x``, at most ``max_batch`` transformed at once, on the CPU."""
         chunk = max(1, max_batch // len(x))
         parts = [self.sample_z(x, min(chunk, n - i), generator) for i in range(0, n, chunk)]
         z = torch.cat(parts) if parts else torch.empty(0, len(x), self.prior.dim, device=self.device)
-        theta = network["theta_transform"].inverse(z).cpu()
-        _require_finite_samples(theta)
-        return theta
+        return self.network["theta_transform"].inverse(z).cpu()
 
     @torch.no_grad()
     def log_prob(self, theta: Any, x_obs: Any) -> Tensor:
@@ -298,6 +306,8 @@ class PosteriorEstimator(ABC):
         inside = self.prior.contains(theta)
         z, log_det = network["theta_transform"](theta)
         log_q = self.log_prob_z(z.to(self.device), self._standardized_x(x)).double().cpu() + log_det
+        if network["theta_transform"].truncates:  # renormalized by the mass inside the box (posterior_draws)
+            log_q = log_q - log_acceptance(lambda m, g: self._raw_draws(self._standardized_x(x), m, g), self.prior)
         log_q = torch.where(inside, log_q, torch.full_like(log_q, -math.inf))
         return log_q[0] if squeeze else log_q
 
@@ -356,17 +366,6 @@ class PosteriorEstimator(ABC):
     def __repr__(self) -> str:
         status = "unfitted" if self.network is None else f"d={self.prior.dim}, x_shape={self.x_shape}"
         return f"{type(self).__name__}({status}, options={self.options})"
-
-
-def _require_finite_samples(theta: Tensor) -> None:
-    """Raise :class:`UntrustworthyResultError` if any sample ``[n, B, d]`` holds NaN or inf."""
-    bad = ~torch.isfinite(theta).all(-1)
-    if bool(bad.any()):
-        rows = bad.any(0).nonzero().flatten().tolist()
-        raise UntrustworthyResultError(
-            f"{int(bad.sum())} of {bad.numel()} posterior samples hold NaN or inf (observations {rows[:10]}): "
-            "the model is broken (diverged training or damaged weights); retrain it"
-        )
 
 
 def _as_store(data: Any):

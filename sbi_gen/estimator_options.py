@@ -45,7 +45,13 @@ T = TypeVar("T", bound="EstimatorOptions")
 
 @dataclass(frozen=True)
 class EstimatorOptions:
-    """Base of every estimator's options (no fields of its own)."""
+    """Base of every estimator's options."""
+
+    #: how parameters on a finite interval are mapped for the network: ``"logit"`` (to the whole line, no
+    #: mass outside the prior) or ``"truncate"`` (z-scored only; draws outside the prior are rejected and the
+    #: density renormalized, :mod:`sbi_gen.posterior_draws`), which is more accurate where the logit bends the
+    #: posterior (:mod:`sbi_gen.nn.support`)
+    bounded_support: Literal["logit", "truncate"] = "logit"
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))

@@ -128,7 +128,8 @@ def test_unknown_classifier_is_a_clear_error(tmp_path, capsys):
 
 def test_tasks_sbibm_stands_for_every_sbibm_task():
     expanded = _expand_tasks(["two_moons", "sbibm", "sbibm_slcp"])
-    assert expanded[0] == "two_moons" and sorted(expanded[1:]) == sorted(f"sbibm_{t}" for t in TASKS)
+    every = [*TASKS, "sir", "lotka_volterra"]
+    assert expanded[0] == "two_moons" and sorted(expanded[1:]) == sorted(f"sbibm_{t}" for t in every)
 
 
 def test_a_cell_on_an_sbibm_task_is_scored_by_every_classifier(tmp_path):

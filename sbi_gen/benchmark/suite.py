@@ -65,8 +65,8 @@ class SuiteConfig:
         isolate: run each cell in its own process (peak memory is then the cell's own).
         cell_timeout_s: a cell running longer is stopped and recorded as failed.
         classifiers: C2ST classifiers every cell is scored with (:mod:`sbi_gen.benchmark.classifiers`);
-            the first is the primary one. Default: sbibm's MLP and sbi's random forest where their
-            packages are installed, else sbi-gen's torch MLP.
+            the first is the primary one. Default: sbi-gen's torch MLP (fast); the published sbibm
+            tables use ``["sbibm-mlp", "sbi-rf"]``.
     """
 
     tasks: list[str]
