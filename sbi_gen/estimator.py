@@ -269,10 +269,9 @@ class PosteriorEstimator(ABC):
         network.eval()
         x = self._standardized_x(check_observations(x_obs, self.x_shape, self.metadata.get("simulator")))
         if network["theta_transform"].truncates:  # draws outside the prior's box are rejected (posterior_draws)
-            theta = draw_inside(lambda m: self._raw_draws(x, m, generator, max_batch), self.prior, n, len(x))
-        else:
-            theta = self._raw_draws(x, n, generator, max_batch)
-        require_finite(theta)
+            return draw_inside(lambda m: self._raw_draws(x, m, generator, max_batch), self.prior, n, len(x))
+        theta = self._raw_draws(x, n, generator, max_batch)
+        require_finite(theta)  # draw_inside checks each batch of raw draws itself
         return theta
 
     def _raw_draws(self, x: Tensor, n: int, generator: torch.Generator | None, max_batch: int = 100_000) -> Tensor:
@@ -305,9 +304,10 @@ class PosteriorEstimator(ABC):
             )
         inside = self.prior.contains(theta)
         z, log_det = network["theta_transform"](theta)
-        log_q = self.log_prob_z(z.to(self.device), self._standardized_x(x)).double().cpu() + log_det
+        x = self._standardized_x(x)
+        log_q = self.log_prob_z(z.to(self.device), x).double().cpu() + log_det
         if network["theta_transform"].truncates:  # renormalized by the mass inside the box (posterior_draws)
-            log_q = log_q - log_acceptance(lambda m, g: self._raw_draws(self._standardized_x(x), m, g), self.prior)
+            log_q = log_q - log_acceptance(lambda m, g: self._raw_draws(x, m, g), self.prior)
         log_q = torch.where(inside, log_q, torch.full_like(log_q, -math.inf))
         return log_q[0] if squeeze else log_q
 
