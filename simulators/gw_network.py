@@ -200,8 +200,15 @@ def greenwich_sidereal_time(gps: float, kind: str = "mean") -> float:
     if kind not in ("mean", "apparent"):
         raise ValueError(f"sidereal_time must be 'mean' or 'apparent', got {kind!r}")
     with iers.conf.set_temp("auto_download", False):
+        time = Time(gps, format="gps")
+        # astropy extrapolates UT1 - UTC past its table's end without a word once that table is recent
+        # (it raises only while the table is over 30 days old), so the range is checked here
+        mjd = iers.earth_orientation_table.get()["MJD"].to_value(u.day)
+        if not mjd.min() <= time.utc.mjd <= mjd.max():
+            raise ValueError(f"no sidereal time for GPS {gps}: outside astropy's bundled IERS tables "
+                             f"(MJD {mjd.min():.0f} to {mjd.max():.0f})")
         try:
-            angle = Time(gps, format="gps").sidereal_time(kind, "greenwich")
+            angle = time.sidereal_time(kind, "greenwich")
         except (iers.IERSRangeError, ValueError) as error:
             raise ValueError(
                 f"no sidereal time for GPS {gps}: outside astropy's bundled IERS tables ({error})"
