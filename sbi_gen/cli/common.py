@@ -274,8 +274,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The training-loop flags shared by ``train`` and ``run``."""
     group = parser.add_argument_group("training (defaults: the estimator's own, see its docstring)")
     group.add_argument("--max-epochs", type=positive_int, help="upper bound on epochs (flow: 300)")
-    group.add_argument("--batch-size", type=positive_int, help="pairs per step (flow: 128)")
-    group.add_argument("--learning-rate", type=positive_float, help="AdamW step size (flow: 5e-4)")
+    group.add_argument("--batch-size", type=positive_int, help="pairs per step (flow: 256)")
+    group.add_argument("--learning-rate", type=positive_float, help="AdamW step size (flow: 1e-3)")
     group.add_argument("--patience", type=positive_int, help="early-stopping patience in epochs (flow: 20)")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_device_argument(parser)

@@ -11,7 +11,7 @@ there): the logit stretches the neighbourhood of a bound to infinity and bends a
 posterior's shape everywhere else, which costs accuracy (sbibm's two moons:
 C2ST 0.589 with the logit, 0.528 without, 10^4 simulations). The density the
 network learns then has mass outside the box; the estimator keeps only draws
-inside it and renormalizes (:mod:`sbi_gen.truncation`). Half lines keep the log.
+inside it and renormalizes (:mod:`sbi_gen.posterior_draws`). Half lines keep the log.
 """
 
 from __future__ import annotations
