@@ -6,9 +6,9 @@ classifier, training CPU seconds and epochs to a JSON-lines file. It scores on t
 (sbibm's, for ``sbibm_*`` tasks) exactly as a suite cell does (:func:`sbi_gen.benchmark.cell.run_cell`).
 The measurements behind the flow's defaults (``bounded_support="truncate"``, batch 256 at 1e-3) came from::
 
-    python benchmarks/sbibm_options.py sbibm_two_moons --label logit128 \\
-        --estimator-options '{"bounded_support": "logit"}' --training-options '{"batch_size": 128, "learning_rate": 5e-4}'
-    python benchmarks/sbibm_options.py sbibm_two_moons --label trunc256 --estimator-options '{"bounded_support": "truncate"}'
+    python benchmarks/sbibm_options.py sbibm_two_moons --label logit128 --estimator-options \\
+        '{"bounded_support": "logit"}' --training-options '{"batch_size": 128, "learning_rate": 5e-4}'
+    python benchmarks/sbibm_options.py sbibm_two_moons --label trunc256
     python benchmarks/sbibm_options.py sbibm_two_moons --label nsf --method sbi:NPE-nsf
 
 Only one cell runs per call: run two calls side by side at most on 2 cores, and say so with the figures.

@@ -148,9 +148,10 @@ def _spline_coupling_layers(dim: int, context: int, hidden: int, bins: int, bloc
 class FlowOptions(EmbeddingOptions):
     """Options of the ``flow`` estimator (and ``embedding``, ``embedding_features``, ``embedding_options``)."""
 
-    #: ``"truncate"`` (this estimator's default) or ``"logit"``; see :class:`~sbi_gen.estimator_options.EstimatorOptions`.
-    #: Measured on sbibm's tasks at 10^4 simulations (observations 1-5, torch-MLP C2ST, one seed): two moons
-    #: 0.589 with the logit, 0.525 truncated; gaussian mixture 0.568 / 0.545 (benchmarks/results/2026-12-02-sbibm)
+    #: ``"truncate"`` (this estimator's default) or ``"logit"``: see
+    #: :class:`~sbi_gen.estimator_options.EstimatorOptions`. Measured on sbibm's tasks at 10^4 simulations
+    #: (observations 1-5, torch-MLP C2ST, one seed, batch 128): two moons 0.589 with the logit, 0.525
+    #: truncated; gaussian mixture 0.568 / 0.545 (benchmarks/results/2026-12-02-sbibm-defaults)
     bounded_support: Literal["logit", "truncate"] = "truncate"
 
     #: ``"nsf"`` (spline coupling), ``"maf"`` (masked affine) or ``"nsf_ar"`` (autoregressive splines)

@@ -80,7 +80,7 @@ def test_bounded_prior_no_leakage_and_density_integrates_to_one(flow, bounded):
         tolerance = 0.02
         if bounded == "truncate":
             x_std = estimator._standardized_x(x_obs[b : b + 1])
-            a = log_acceptance(lambda m, g: estimator._raw_draws(x_std, m, g), prior).exp().item()
+            a = log_acceptance(lambda m, g, x_std=x_std: estimator._raw_draws(x_std, m, g), prior).exp().item()
             tolerance += 4 * math.sqrt((1 - a) / (a * ACCEPTANCE_DRAWS))
         assert float(log_q.exp().sum() * cell) == pytest.approx(1.0, abs=tolerance)
     outside = estimator.log_prob(torch.tensor([[1.5, 0.0]]), x_obs[:1])
