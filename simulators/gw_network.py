@@ -365,7 +365,7 @@ class GravitationalWaveNetwork(WhitenedStrainSimulator):
     # the estimator options of gw (its comment says how they were chosen), with the basis of this simulator
     suggested_estimator_options = {
         "embedding": "gw_svd", "embedding_features": 64, "hidden_features": 128,
-        "embedding_options": {"simulator": "gw_network", "hidden_features": 256},
+        "embedding_options": {"simulator": "gw_network", "hidden_features": 256}, "bounded_support": "logit",
     }
     #: the sky position, polarization and inclination act analytically too (antenna patterns, delays)
     redrawn_parameters = WhitenedStrainSimulator.redrawn_parameters + (
