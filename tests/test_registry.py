@@ -119,5 +119,5 @@ def test_simulators_suggest_estimator_options_that_callers_can_override():
     assert registry.estimator_options_for("diffusion", "alkane_set") == {"embedding": "deepsets"}
     # the caller's choice wins, and another embedding does not inherit the suggested one's options
     assert registry.estimator_options_for("flow", "gw", {"embedding": "mlp", "hidden_features": 32}) == {
-        "embedding": "mlp", "embedding_features": 64, "hidden_features": 32}
+        "embedding": "mlp", "embedding_features": 64, "hidden_features": 32, "bounded_support": "logit"}
     assert registry.estimator_options_for("flow", "toy_gaussian", {"num_transforms": 3}) == {"num_transforms": 3}
