@@ -24,6 +24,7 @@ import torch
 
 from sbi_gen.benchmark.cell import run_cell
 from sbi_gen.benchmark.suite import prepare_reference
+from sbi_gen.errors import SbiGenError
 from sbi_gen.registry import get_registry
 
 
@@ -41,10 +42,14 @@ def main() -> None:
     torch.set_num_threads(1)
     registry = get_registry()
     reference = args.out / "references" / f"{args.task}.npz"
-    prepare_reference(registry, args.task, {}, 5, 10_000, 0, reference)
     options = args.estimator_options
-    if not args.method.startswith("sbi:"):
-        options = registry.estimator_options_for(args.method, args.task, options, {})
+    try:  # a bad task, method or option is one line and exit code 2, before any work
+        if not args.method.startswith("sbi:"):
+            options = registry.estimator_options_for(args.method, args.task, options, {})
+            registry.estimator(args.method, **options).training_config(**args.training_options)
+        prepare_reference(registry, args.task, {}, 5, 10_000, 0, reference)
+    except (SbiGenError, ValueError, TypeError) as error:
+        parser.error(str(error))
     spec = {"task": args.task, "method": args.method, "budget": args.budget, "seed": 0, "simulator_options": {},
             "estimator_options": options, "training_options": args.training_options,
             "reference_file": str(reference), "threads": 1, "jobs": 1, "device": "cpu",
