@@ -17,7 +17,7 @@ __all__ = ["IdentityEmbedding"]
 
 
 class IdentityEmbedding(nn.Module):
-    """Flatten ``x``; ``output_features`` must equal the number of entries of ``x``."""
+    """Flatten ``x``; ``output_features``, if given, must equal the number of entries of ``x``."""
 
     def __init__(self, x_shape: tuple[int, ...], output_features: int | None = None) -> None:
         super().__init__()

@@ -71,6 +71,7 @@ import torch
 from torch import Tensor, nn
 
 from sbi_gen.nn import weights_will_be_loaded
+from sbi_gen.nn.embedding import DEFAULT_EMBEDDING_FEATURES
 
 __all__ = ["ResidualBlock", "SVDResidualEmbedding", "gw_svd_embedding", "waveform_basis"]
 
@@ -197,7 +198,7 @@ def _strain_shape(x_shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 def gw_svd_embedding(
     x_shape: tuple[int, ...],
-    output_features: int,
+    output_features: int = DEFAULT_EMBEDDING_FEATURES,
     simulator: Any = "gw",
     simulator_options: dict[str, Any] | None = None,
     num_basis: int = 256,

@@ -104,8 +104,9 @@ class EmbeddingOptions(EstimatorOptions):
 
     #: registered embedding-net name for ``x`` (``sbi-gen plugins`` lists them)
     embedding: str = "mlp"
-    #: size of the embedding's output
-    embedding_features: int = 32
+    #: size of the embedding's output (``None``: the embedding's own default: 32 for the learned ones,
+    #: the number of entries of ``x`` for ``identity``)
+    embedding_features: int | None = None
     #: keyword options of the embedding net (``None`` is taken as ``{}``)
     embedding_options: dict[str, Any] | None = field(default_factory=dict)
 
@@ -116,7 +117,7 @@ class EmbeddingOptions(EstimatorOptions):
 
     def validate(self) -> None:
         super().validate()
-        if self.embedding_features < 1:
+        if self.embedding_features is not None and self.embedding_features < 1:
             raise ValueError(f"option 'embedding_features' must be positive, got {self.embedding_features}")
 
 

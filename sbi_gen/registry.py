@@ -276,8 +276,9 @@ class Registry:
             merged["embedding_options"] = embedding_options
         return merged
 
-    def embedding(self, name: str, x_shape: tuple[int, ...], output_features: int, **options: Any):
-        """Build the embedding net ``name`` for observations of shape ``x_shape``.
+    def embedding(self, name: str, x_shape: tuple[int, ...], output_features: int | None, **options: Any):
+        """Build the embedding net ``name`` for observations of shape ``x_shape`` (``output_features``
+        ``None``: the net's own default size).
 
         A factory with a ``registry`` parameter is given this registry (to resolve the plugins its options name).
         """
@@ -288,6 +289,8 @@ class Registry:
             takes_registry = False
         if takes_registry:
             options = {**options, "registry": self}
+        if output_features is None:  # the embedding's own default size
+            return factory(tuple(x_shape), **options)
         return factory(tuple(x_shape), output_features, **options)
 
     def describe(self) -> list[dict[str, Any]]:

@@ -121,3 +121,18 @@ def test_a_flow_with_the_conditional_affine_layer_trains_saves_and_loads(tmp_pat
     assert loaded.options.conditional_affine
     theta = simulator.prior.sample(4, torch.Generator().manual_seed(1))
     assert torch.equal(loaded.log_prob(theta, data.x[:4]), estimator.log_prob(theta, data.x[:4]))
+
+
+def test_the_identity_embedding_needs_no_size_and_names_a_wrong_one(tmp_path):
+    simulator = sbi_gen.get_simulator("toy_gaussian", dim=3)
+    data = sbi_gen.simulate(simulator, 300, seed=0)
+    estimator = sbi_gen.get_estimator("flow", embedding="identity", hidden_features=16, num_transforms=2)
+    estimator.fit(data, prior=simulator.prior, max_epochs=1, progress=False)
+    assert estimator.core.embedding(data.x[:2]).shape == (2, 3)  # the context is x itself
+    estimator.save(tmp_path / "m")
+    theta = simulator.prior.sample(4, torch.Generator().manual_seed(1))
+    loaded = sbi_gen.load_estimator(tmp_path / "m")
+    assert torch.equal(loaded.log_prob(theta, data.x[:4]), estimator.log_prob(theta, data.x[:4]))
+    wrong = sbi_gen.get_estimator("flow", embedding="identity", embedding_features=32)
+    with pytest.raises(ValueError, match="identity embedding keeps all 3 entries of x, not 32"):
+        wrong.fit(data, prior=simulator.prior, max_epochs=1, progress=False)

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from sbi_gen.nn.embedding import DEFAULT_EMBEDDING_FEATURES
+
 __all__ = ["DeepSetsEmbedding"]
 
 POOLINGS = ("mean", "sum", "max", "mean_max")
@@ -49,7 +51,7 @@ class DeepSetsEmbedding(nn.Module):
     def __init__(
         self,
         x_shape: tuple[int, ...],
-        output_features: int,
+        output_features: int = DEFAULT_EMBEDDING_FEATURES,
         hidden_features: int = 64,
         latent_features: int | None = None,
         num_layers: int = 2,

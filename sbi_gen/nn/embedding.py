@@ -6,7 +6,10 @@ import math
 
 from torch import Tensor, nn
 
-__all__ = ["MLPEmbedding"]
+__all__ = ["DEFAULT_EMBEDDING_FEATURES", "MLPEmbedding"]
+
+#: summary size of the learned embeddings when ``embedding_features`` is not given
+DEFAULT_EMBEDDING_FEATURES = 32
 
 
 class MLPEmbedding(nn.Module):
@@ -20,7 +23,8 @@ class MLPEmbedding(nn.Module):
     """
 
     def __init__(
-        self, x_shape: tuple[int, ...], output_features: int, hidden_features: int = 64, num_layers: int = 2
+        self, x_shape: tuple[int, ...], output_features: int = DEFAULT_EMBEDDING_FEATURES, hidden_features: int = 64,
+        num_layers: int = 2,
     ) -> None:
         super().__init__()
         features = math.prod(x_shape)
