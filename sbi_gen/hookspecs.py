@@ -222,7 +222,8 @@ class EstimatorSpec(PluginSpec):
 @dataclass(frozen=True)
 class EmbeddingSpec(PluginSpec):
     """An embedding net: ``factory(x_shape, output_features, **options)`` returns an ``nn.Module``
-    mapping ``[B, *x_shape]`` to ``[B, output_features]``.
+    mapping ``[B, *x_shape]`` to ``[B, output_features]``. When the user sets no size, a factory whose
+    ``output_features`` has a default is called without it, and one without a default gets 32.
 
     A factory with a keyword parameter ``registry`` is given the registry that builds it, to
     resolve the plugins its options name (e.g. ``gw_svd``'s simulator) without the global one.

@@ -37,6 +37,7 @@ from sbi_gen.errors import (
     refuse_unknown_options,
 )
 from sbi_gen.hookspecs import EmbeddingSpec, EstimatorSpec, PluginSpec, SimulatorCapabilities, SimulatorSpec
+from sbi_gen.nn.embedding import DEFAULT_EMBEDDING_FEATURES
 
 __all__ = [
     "PluginInfo",
@@ -277,21 +278,25 @@ class Registry:
         return merged
 
     def embedding(self, name: str, x_shape: tuple[int, ...], output_features: int | None, **options: Any):
-        """Build the embedding net ``name`` for observations of shape ``x_shape`` (``output_features``
-        ``None``: the net's own default size).
+        """Build the embedding net ``name`` for observations of shape ``x_shape``.
 
+        ``output_features=None`` leaves the size to the factory when its ``output_features`` parameter has
+        a default (``identity``: the entries of ``x``) and passes ``DEFAULT_EMBEDDING_FEATURES`` (32) to a
+        factory that requires it, as every factory was called before the option could be ``None``.
         A factory with a ``registry`` parameter is given this registry (to resolve the plugins its options name).
         """
         factory = self.spec("embedding", name).factory
         try:
-            takes_registry = "registry" in inspect.signature(factory).parameters
+            parameters = list(inspect.signature(factory).parameters.values())
         except (TypeError, ValueError):  # a builtin or C factory
-            takes_registry = False
-        if takes_registry:
+            parameters = []
+        if any(p.name == "registry" for p in parameters):
             options = {**options, "registry": self}
-        if output_features is None:  # the embedding's own default size
-            return factory(tuple(x_shape), **options)
-        return factory(tuple(x_shape), output_features, **options)
+        if output_features is not None:
+            return factory(tuple(x_shape), output_features, **options)
+        if len(parameters) > 1 and parameters[1].default is not inspect.Parameter.empty:
+            return factory(tuple(x_shape), **options)  # the embedding's own default size
+        return factory(tuple(x_shape), DEFAULT_EMBEDDING_FEATURES, **options)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every plugin as a JSON-serializable dict (for ``sbi-gen plugins --json``)."""

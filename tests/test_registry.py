@@ -121,3 +121,26 @@ def test_simulators_suggest_estimator_options_that_callers_can_override():
     assert registry.estimator_options_for("flow", "gw", {"embedding": "mlp", "hidden_features": 32}) == {
         "embedding": "mlp", "embedding_features": 64, "hidden_features": 32, "bounded_support": "logit"}
     assert registry.estimator_options_for("flow", "toy_gaussian", {"num_transforms": 3}) == {"num_transforms": 3}
+
+
+def test_an_embedding_without_a_size_default_still_gets_32_and_one_with_a_default_uses_its_own(registry):
+    from torch import nn
+
+    from sbi_gen.hookspecs import EmbeddingSpec
+
+    def requires_size(x_shape, output_features):  # a third-party factory written before sizes were optional
+        return nn.Linear(x_shape[0], output_features)
+
+    def own_size(x_shape, output_features=7):
+        return nn.Linear(x_shape[0], output_features)
+
+    class Extra:
+        @hookimpl
+        def sbi_gen_embeddings(self):
+            return [EmbeddingSpec("requires_size", "test", requires_size), EmbeddingSpec("own_size", "test", own_size)]
+
+    registry.register(Extra(), "extra_embeddings", distribution="tests")
+    assert registry.embedding("requires_size", (3,), None).out_features == 32
+    assert registry.embedding("own_size", (3,), None).out_features == 7
+    assert registry.embedding("own_size", (3,), 5).out_features == 5
+    registry.unregister("extra_embeddings")
