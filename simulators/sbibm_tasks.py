@@ -27,6 +27,7 @@ global random state is left as it was.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -38,7 +39,7 @@ from sbi_gen.hookspecs import SimulatorSpec, hookimpl
 from sbi_gen.prior import GaussianPrior, Parameter, Prior, UniformPrior
 from sbi_gen.simulator import Simulator
 
-__all__ = ["SbibmTask", "TASKS", "INSTALL_HINT"]
+__all__ = ["SbibmTask", "TASKS", "INSTALL_HINT", "SUGGESTED_ESTIMATOR_OPTIONS"]
 
 #: sbibm task name -> what it is (the tasks whose simulators run without Julia)
 TASKS = {
@@ -48,6 +49,18 @@ TASKS = {
     "gaussian_linear_uniform": "10-D uniform prior, linear Gaussian simulator",
     "gaussian_mixture": "2-D mixture of a narrow and a wide Gaussian around theta",
     "bernoulli_glm": "10-D generalized linear model with Bernoulli spikes and summary statistics",
+}
+#: estimator options per task, chosen by measurement (benchmarks/results/2026-12-02-sbibm-options2: sbibm's
+#: 10^4 pairs, observations 1-5, C2ST random forest / MLP). x is already a low-dimensional summary on the
+#: linear-Gaussian and mixture tasks, so the flow conditions on it directly (identity embedding): gaussian_linear
+#: 0.574 / 0.565 against 0.599 / 0.604 with the default learned MLP embedding, gaussian_linear_uniform
+#: 0.611 / 0.599 against 0.621 / 0.613, gaussian_mixture 0.534 / 0.549 against 0.540 / 0.552 in 65 instead of
+#: 109 CPU s. slcp keeps the learned embedding (identity: 0.837 / 0.821 against 0.817 / 0.799); two_moons is
+#: even (0.539 / 0.521 against 0.545 / 0.520) and bernoulli_glm unmeasured, so both keep the default.
+SUGGESTED_ESTIMATOR_OPTIONS: dict[str, dict[str, Any]] = {
+    "gaussian_linear": {"embedding": "identity"},
+    "gaussian_linear_uniform": {"embedding": "identity"},
+    "gaussian_mixture": {"embedding": "identity"},
 }
 INSTALL_HINT = "pip install --no-deps sbibm==1.1.0 && pip install pyro-ppl pandas future autograd"
 NUM_OBSERVATIONS = 10  # sbibm's observations 1-10 per task
@@ -90,6 +103,7 @@ class SbibmTask(Simulator):
         self.options: dict[str, Any] = {}
         self.prior = _prior(self.task)
         self.x_shape = (int(self.task.dim_data),)
+        self.capabilities = _capabilities(task)
         self._simulator = self.task.get_simulator()
 
     def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -117,6 +131,11 @@ def _reference_observations(name: str) -> tuple[Tensor, Tensor, Tensor]:
     return theta, x, samples
 
 
+def _capabilities(task: str):
+    """:class:`SbibmTask`'s capabilities with ``task``'s :data:`SUGGESTED_ESTIMATOR_OPTIONS`."""
+    return replace(SbibmTask.capabilities, suggested_estimator_options=SUGGESTED_ESTIMATOR_OPTIONS.get(task, {}))
+
+
 def _factory(task: str):
     def build() -> SbibmTask:
         return SbibmTask(task)
@@ -129,6 +148,6 @@ def _factory(task: str):
 def sbi_gen_simulators() -> list[SimulatorSpec]:
     return [
         SimulatorSpec(f"sbibm_{task}", f"sbibm {task}: {what}; sbibm's observations 1-10 and reference samples "
-                      f"(needs sbibm: {INSTALL_HINT})", _factory(task), SbibmTask.capabilities)
+                      f"(needs sbibm: {INSTALL_HINT})", _factory(task), _capabilities(task))
         for task, what in TASKS.items()
     ]

@@ -147,6 +147,29 @@ def test_a_cell_on_an_sbibm_task_is_scored_by_every_classifier(tmp_path):
     assert stored["references"]["sbibm_two_moons"]["observations"] == "published"
 
 
+def test_measured_per_task_embedding_reaches_the_suite_and_the_user_still_wins(tmp_path):
+    from sbi_gen.benchmark.suite import _cell_spec
+
+    registry = sbi_gen.get_registry()
+    config = SuiteConfig(tasks=["sbibm_gaussian_linear", "sbibm_slcp"], methods=["flow"], budgets=[300])
+    linear = _cell_spec(config, registry, "sbibm_gaussian_linear", "flow", 300, tmp_path)
+    assert linear["estimator_options"] == {"embedding": "identity"}
+    assert _cell_spec(config, registry, "sbibm_slcp", "flow", 300, tmp_path)["estimator_options"] == {}
+    sbi_cell = _cell_spec(config, registry, "sbibm_gaussian_linear", "sbi:NPE-maf", 300, tmp_path)
+    assert sbi_cell["estimator_options"] == {}  # sbi's NPE is run as sbi ships it
+    mine = {"embedding": "mlp"}
+    assert registry.estimator_options_for("flow", "sbibm_gaussian_mixture", mine) == mine
+    simulator = _simulator("gaussian_linear_uniform")  # the instance carries its own task's suggestion
+    assert simulator.capabilities.suggested_estimator_options == {"embedding": "identity"}
+    assert _simulator("two_moons").capabilities.suggested_estimator_options == {}
+    # the identity embedding fits on the 10-D x, and conditions the flow on x itself
+    estimator = registry.estimator("flow", **registry.estimator_options_for("flow", "sbibm_gaussian_linear"))
+    theta = simulator.prior.sample(64, torch.Generator().manual_seed(0))
+    estimator.fit(theta, simulator.simulate(theta, torch.Generator().manual_seed(1)), prior=simulator.prior,
+                  max_epochs=1, seed=0)
+    assert estimator.sample(simulator.simulate(theta[:2], torch.Generator().manual_seed(2)), 4).shape == (4, 2, 10)
+
+
 def test_every_table_row_has_as_many_cells_as_its_header():
     cell = {"budget": 1000, "error": None, "epochs": 3, "sample_seconds": 0.1, "peak_rss_mb": 100.0,
             "num_observations": 1, "num_samples": 10, "threads": 1, "train_cpu_seconds": 1.0, "task": "t"}
