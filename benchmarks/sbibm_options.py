@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from sbi_gen.benchmark.cell import run_cell
-from sbi_gen.benchmark.suite import prepare_reference
+from sbi_gen.benchmark.suite import SuiteConfig, cell_spec, prepare_reference
 from sbi_gen.errors import SbiGenError
 from sbi_gen.registry import get_registry
 
@@ -41,19 +41,21 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     registry = get_registry()
-    reference = args.out / "references" / f"{args.task}.npz"
-    options = args.estimator_options
-    try:  # a bad task, method or option is one line and exit code 2, before any work
-        if not args.method.startswith("sbi:"):
-            options = registry.estimator_options_for(args.method, args.task, options, {})
-            registry.estimator(args.method, **options).training_config(**args.training_options)
-        prepare_reference(registry, args.task, {}, 5, 10_000, 0, reference)
+    ours = not args.method.startswith("sbi:")
+    try:  # a bad task, method, option or classifier is one line and exit code 2, before any work
+        config = SuiteConfig(tasks=[args.task], methods=[args.method], budgets=[args.budget], threads=1, jobs=1,
+                             estimator_options={args.task: {args.method: args.estimator_options}},
+                             training_options=args.training_options if ours else {},
+                             sbi_training_options={} if ours else args.training_options,
+                             classifiers=args.classifiers.split(","))
+        spec = cell_spec(config, registry, args.task, args.method, args.budget, args.out)
+        if ours:
+            registry.estimator(args.method, **spec["estimator_options"]).training_config(**args.training_options)
+        prepare_reference(registry, args.task, {}, config.num_observations, config.num_samples, config.seed,
+                          Path(spec["reference_file"]))
     except (SbiGenError, ValueError, TypeError) as error:
         parser.error(str(error))
-    spec = {"task": args.task, "method": args.method, "budget": args.budget, "seed": 0, "simulator_options": {},
-            "estimator_options": options, "training_options": args.training_options,
-            "reference_file": str(reference), "threads": 1, "jobs": 1, "device": "cpu",
-            "classifiers": args.classifiers.split(",")}
+    options = spec["estimator_options"]
     result = run_cell(spec, registry)
     record = {"task": args.task, "label": args.label, "method": args.method, "budget": args.budget,
               "estimator_options": options, "training_options": args.training_options,

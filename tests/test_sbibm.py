@@ -14,7 +14,7 @@ import torch
 import sbi_gen
 from sbi_gen.benchmark import SuiteConfig, run_suite
 from sbi_gen.benchmark.classifiers import check_classifiers, score
-from sbi_gen.benchmark.suite import prepare_reference
+from sbi_gen.benchmark.suite import cell_spec, prepare_reference
 from sbi_gen.benchmark.tables import markdown
 from sbi_gen.cli import main
 from sbi_gen.cli.benchmark import _expand_tasks
@@ -148,14 +148,12 @@ def test_a_cell_on_an_sbibm_task_is_scored_by_every_classifier(tmp_path):
 
 
 def test_measured_per_task_embedding_reaches_the_suite_and_the_user_still_wins(tmp_path):
-    from sbi_gen.benchmark.suite import _cell_spec
-
     registry = sbi_gen.get_registry()
     config = SuiteConfig(tasks=["sbibm_gaussian_linear", "sbibm_slcp"], methods=["flow"], budgets=[300])
-    linear = _cell_spec(config, registry, "sbibm_gaussian_linear", "flow", 300, tmp_path)
+    linear = cell_spec(config, registry, "sbibm_gaussian_linear", "flow", 300, tmp_path)
     assert linear["estimator_options"] == {"embedding": "identity"}
-    assert _cell_spec(config, registry, "sbibm_slcp", "flow", 300, tmp_path)["estimator_options"] == {}
-    sbi_cell = _cell_spec(config, registry, "sbibm_gaussian_linear", "sbi:NPE-maf", 300, tmp_path)
+    assert cell_spec(config, registry, "sbibm_slcp", "flow", 300, tmp_path)["estimator_options"] == {}
+    sbi_cell = cell_spec(config, registry, "sbibm_gaussian_linear", "sbi:NPE-maf", 300, tmp_path)
     assert sbi_cell["estimator_options"] == {}  # sbi's NPE is run as sbi ships it
     mine = {"embedding": "mlp"}
     assert registry.estimator_options_for("flow", "sbibm_gaussian_mixture", mine) == mine

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-__all__ = ["CLASSIFIERS", "default_classifiers", "check_classifiers", "score"]
+__all__ = ["CLASSIFIERS", "default_classifiers", "check_classifiers", "score", "importable"]
 
 CLASSIFIERS = {
     "sbibm-mlp": "sbibm's MLP (scikit-learn, 2 x 10 d ReLU, 5-fold CV; as in sbibm's published tables)",
@@ -36,7 +36,8 @@ CLASSIFIERS = {
 _NEEDS = {"sbibm-mlp": "sbibm", "sbi-rf": "sbi"}
 
 
-def _importable(module: str) -> bool:
+def importable(module: str) -> bool:
+    """Whether ``module`` (an optional package such as ``sbi`` or ``sbibm``) can be imported."""
     try:
         __import__(module)
     except ImportError:
@@ -57,7 +58,7 @@ def check_classifiers(names: list[str]) -> None:
         if name not in CLASSIFIERS:
             raise ValueError(f"unknown C2ST classifier {name!r}; choose from {', '.join(CLASSIFIERS)}")
         module = _NEEDS.get(name)
-        if module and not _importable(module):
+        if module and not importable(module):
             raise ValueError(f"C2ST classifier {name!r} needs the {module} package (see the bench extra in README)")
 
 

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sbi_gen.benchmark.classifiers import check_classifiers, default_classifiers
+from sbi_gen.benchmark.classifiers import check_classifiers, default_classifiers, importable
 from sbi_gen.registry import Registry, get_registry
 from sbi_gen.seeding import RandomStreams
 from sbi_gen.simulation import simulate
 
-__all__ = ["SBI_METHODS", "SuiteConfig", "run_suite", "expand_methods", "prepare_reference", "cell_key"]
+__all__ = ["SBI_METHODS", "SuiteConfig", "run_suite", "expand_methods", "prepare_reference", "cell_key", "cell_spec"]
 
 #: sbi's estimators the suite can run beside ours (see :mod:`sbi_gen.benchmark.sbi_backend`)
 SBI_METHODS = ("sbi:NPE-maf", "sbi:NPE-nsf", "sbi:NPSE", "sbi:FMPE")
@@ -111,11 +111,7 @@ class SuiteConfig:
 
 def sbi_available() -> bool:
     """Whether the ``sbi`` package can be imported (the ``bench`` extra)."""
-    try:
-        import sbi  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importable("sbi")
 
 
 def expand_methods(methods: list[str], sbi: str = "auto", sbi_methods: list[str] | None = None) -> list[str]:
@@ -188,7 +184,9 @@ def _write_json(path: Path, payload: Any) -> None:
     os.replace(partial, path)  # atomic: an interrupted run never leaves a torn results file
 
 
-def _cell_spec(config: SuiteConfig, registry: Registry, task: str, method: str, budget: int, out: Path) -> dict:
+def cell_spec(config: SuiteConfig, registry: Registry, task: str, method: str, budget: int, out: Path) -> dict:
+    """The JSON spec of one cell (what :func:`~sbi_gen.benchmark.cell.run_cell` runs): ``method`` on ``task``
+    at ``budget`` simulations, with the options ``config`` and the simulator's suggestions give it."""
     estimator_options: dict[str, Any] = {}
     if not method.startswith("sbi:"):
         per_task = config.estimator_options.get(task, {})
@@ -292,7 +290,7 @@ def run_suite(config: SuiteConfig, out: str | Path, registry: Registry | None = 
     finished = len(cells) - len(pending)  # cells of this grid done, counting those kept by --resume
 
     def run_cell_timed(task: str, method: str, budget: int) -> dict[str, Any]:
-        spec = _cell_spec(config, registry, task, method, budget, out)
+        spec = cell_spec(config, registry, task, method, budget, out)
         cell_dir = out / "cells" / cell_key(task, method, budget)
         cell_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
