@@ -105,7 +105,8 @@ _MAX_CACHED = 4
 
 
 def waveform_basis(
-    simulator: Any, num_basis: int, num_waveforms: int, seed: int, cache_key: tuple | None = None
+    simulator: Any, num_basis: int, num_waveforms: int, seed: int, cache_key: tuple | None = None,
+    aligned_half_widths: list[float] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """SVD basis of a simulator's noise-free whitened waveforms (module docstring).
 
@@ -114,6 +115,8 @@ def waveform_basis(
             ``whitened_waveform(theta) -> complex [..., n_det, n_bins]``.
         num_basis, num_waveforms, seed: basis size, prior draws, their seed.
         cache_key: if given, results are kept in memory under it (and returned as copies).
+        aligned_half_widths: for a GNPE network (:mod:`sbi_gen.gnpe`): each waveform is first aligned
+            on proxies drawn with this kernel, as the network's data will be.
 
     Returns:
         ``basis`` ``[n_det, 2 n_bins, num_basis]`` (orthonormal columns, float32),
@@ -122,16 +125,17 @@ def waveform_basis(
         ``singular_values`` ``[n_det, num_basis]`` (float32, in whitened units).
     """
     if cache_key is None:
-        return _compute_basis(simulator, num_basis, num_waveforms, seed)
+        return _compute_basis(simulator, num_basis, num_waveforms, seed, aligned_half_widths)
     if cache_key not in _BASES:
-        _BASES[cache_key] = _compute_basis(simulator, num_basis, num_waveforms, seed)
+        _BASES[cache_key] = _compute_basis(simulator, num_basis, num_waveforms, seed, aligned_half_widths)
         while len(_BASES) > _MAX_CACHED:
             _BASES.popitem(last=False)
     _BASES.move_to_end(cache_key)
     return tuple(t.clone() for t in _BASES[cache_key])
 
 
-def _compute_basis(sim: Any, num_basis: int, num_waveforms: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+def _compute_basis(sim: Any, num_basis: int, num_waveforms: int, seed: int,
+                   aligned_half_widths: list[float] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     name = getattr(sim, "name", "") or type(sim).__name__
     if not callable(getattr(sim, "whitened_waveform", None)):
         raise TypeError(
@@ -139,13 +143,22 @@ def _compute_basis(sim: Any, num_basis: int, num_waveforms: int, seed: int) -> t
             "whitened strain [..., n_det, n_bins] of simulators such as 'gw' and 'gw_network'"
         )
     n_det, _, n_bins = sim.x_shape
-    theta = sim.prior.sample(num_waveforms, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    theta = sim.prior.sample(num_waveforms, generator)
+    alignment = None
+    if aligned_half_widths is not None:
+        from sbi_gen.gnpe import ProxyAlignment
+
+        alignment = ProxyAlignment(sim, half_widths=aligned_half_widths)
     data = torch.empty(n_det, num_waveforms, 2 * n_bins, dtype=torch.float32)
     total = torch.zeros(n_det, 2 * n_bins, dtype=torch.float64)
     total_sq = torch.zeros(n_det, 2 * n_bins, dtype=torch.float64)
     for start in range(0, num_waveforms, _CHUNK):
         h = sim.whitened_waveform(theta[start : start + _CHUNK].double())  # [c, n_det, n_bins] complex
-        real = torch.view_as_real(h).transpose(-1, -2).reshape(h.shape[0], n_det, 2 * n_bins)
+        real = torch.view_as_real(h).transpose(-1, -2)  # [c, n_det, 2, n_bins], the layout of x
+        if alignment is not None:
+            real = alignment.simulator.align(real, alignment.draw_proxies(theta[start : start + _CHUNK], generator))
+        real = real.reshape(h.shape[0], n_det, 2 * n_bins)
         total += real.sum(0)
         total_sq += (real**2).sum(0)
         data[:, start : start + h.shape[0]] = real.transpose(0, 1)
@@ -208,6 +221,7 @@ def gw_svd_embedding(
     hidden_features: int = 128,
     num_blocks: int = 2,
     dropout: float = 0.0,
+    aligned_half_widths: list[float] | None = None,
     registry: Any = None,
 ) -> SVDResidualEmbedding:
     """The ``gw_svd`` embedding for ``x [B, *x_shape]``: the basis of ``simulator``'s waveforms, then the MLP.
@@ -222,6 +236,8 @@ def gw_svd_embedding(
         num_waveforms: waveforms drawn from the prior for the SVD.
         seed: seeds the prior draws.
         trainable, hidden_features, num_blocks, dropout: as for :class:`SVDResidualEmbedding`.
+        aligned_half_widths: GNPE kernel half widths: the basis is of waveforms aligned on proxies (the
+            ``proxy_context`` embedding of :mod:`sbi_gen.gnpe` passes them).
         registry: resolves a simulator name (the registry building this embedding passes itself;
             default the process-wide one).
 
@@ -241,7 +257,9 @@ def gw_svd_embedding(
             from sbi_gen.registry import get_registry
 
             options = dict(simulator_options or {})
-            key, described = (simulator, _options_key(options), num_basis, num_waveforms, seed), repr(simulator)
+            key = (simulator, _options_key(options), num_basis, num_waveforms, seed,
+                   None if aligned_half_widths is None else tuple(float(w) for w in aligned_half_widths))
+            described = repr(simulator)
             described += f" with options {options}"
             simulator = (registry or get_registry()).simulator(simulator, **options)
         if tuple(simulator.x_shape) != x_shape:
@@ -250,7 +268,8 @@ def gw_svd_embedding(
                 f"asked to embed x of shape {x_shape}; pass the simulator and options of the training data as "
                 "simulator= and simulator_options="
             )
-        basis, scale, values = waveform_basis(simulator, num_basis, num_waveforms, seed, cache_key=key)
+        basis, scale, values = waveform_basis(simulator, num_basis, num_waveforms, seed, cache_key=key,
+                                              aligned_half_widths=aligned_half_widths)
     return SVDResidualEmbedding(x_shape, output_features, basis, scale, values, trainable=trainable,
                                 hidden_features=hidden_features, num_blocks=num_blocks, dropout=dropout)
 

@@ -56,7 +56,6 @@ from sbi_gen.training import TrainingConfig, TrainingHistory, train
 __all__ = ["PosteriorEstimator", "load_estimator", "FORMAT_NAME", "FORMAT_VERSION"]
 
 
-
 class PosteriorEstimator(ABC):
     """Base class of amortized posterior estimators ``q(theta | x)``.
 
@@ -191,6 +190,7 @@ class PosteriorEstimator(ABC):
         unless ``drop_invalid`` (their count is kept in ``metadata``).
         ``training_options`` override fields of :class:`TrainingConfig`.
         """
+        from sbi_gen.gnpe import AlignedPairs
         from sbi_gen.redraw import RedrawnPairs
         from sbi_gen.streaming import store_pairs
 
@@ -200,7 +200,7 @@ class PosteriorEstimator(ABC):
                 raise TypeError(f"unknown training option {key!r}")
             setattr(config, key, value)
         store = _as_store(theta)
-        if store is not None or isinstance(theta, RedrawnPairs):
+        if store is not None or isinstance(theta, (RedrawnPairs, AlignedPairs)):
             if x is not None:
                 raise TypeError("when training from a simulation store or RedrawnPairs, x must be None (it holds x)")
             with seeded_torch(config.seed, self.device):  # weights and loss noise; the caller's RNG is restored

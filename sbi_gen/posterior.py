@@ -39,17 +39,22 @@ class Posterior:
         prior: the prior the posterior is defined on, if known.
         x: the observations ``[B, *x_shape]``, if known.
         name: what produced it (for messages), e.g. the estimator's plugin name.
+        sample_with_log_prob: ``(n, generator) -> (theta [n, B, d], log_q [n, B])``, draws with the log
+            density of the proposal they came from, for a posterior whose draws have a density on a larger
+            space but no marginal one (GNPE, :mod:`sbi_gen.gnpe_posterior`); importance sampling uses it.
     """
 
     def __init__(
         self, sample: SampleFn, log_prob: LogProbFn | None = None, *, capabilities: EstimatorCapabilities | None = None,
         prior: Prior | None = None, x: Tensor | None = None, name: str = "posterior",
+        sample_with_log_prob: Callable[[int, torch.Generator | None], tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         capabilities = capabilities or EstimatorCapabilities(has_log_prob=log_prob is not None)
         if capabilities.has_log_prob != (log_prob is not None):
             raise ValueError(f"{name}: capabilities say has_log_prob={capabilities.has_log_prob}, but log_prob is "
                              f"{'missing' if log_prob is None else 'given'}")
         self._sample, self._log_prob = sample, log_prob
+        self.sample_with_log_prob = sample_with_log_prob
         self.capabilities, self.prior, self.x, self.name = capabilities, prior, x, name
 
     @property

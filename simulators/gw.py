@@ -51,6 +51,7 @@ from torch import Tensor
 from sbi_gen.hookspecs import SimulatorSpec, hookimpl
 from sbi_gen.prior import Parameter, UniformPrior
 from sbi_gen.simulator import Simulator
+from sbi_gen_simulators.gw_alignment import ProxyAlignedStrain
 from sbi_gen_simulators.gw_psd import frequency_grid, psd_on_grid, whitening_factor
 from sbi_gen_simulators.gw_reference import GWReferencePosterior
 from sbi_gen_simulators.gw_waveform import TaylorF2
@@ -227,7 +228,7 @@ class WhitenedStrainSimulator(Simulator):
         return result.masked_fill(~valid, -math.inf).reshape(batch_shape)
 
 
-class GravitationalWave(WhitenedStrainSimulator):
+class GravitationalWave(ProxyAlignedStrain, WhitenedStrainSimulator):
     """Whitened frequency-domain strain of a TaylorF2 binary in aLIGO design noise (module docstring).
 
     Arguments:
@@ -237,6 +238,8 @@ class GravitationalWave(WhitenedStrainSimulator):
         duration: segment length in s; the grid step is ``1 / duration``.
         psd: a name in :data:`sbi_gen_simulators.gw_psd.PSD_TABLES`.
         chunk_size: waveforms evaluated at once.
+
+    Its data can be aligned on proxies of ``(Mc, t_c)`` for GNPE (:mod:`sbi_gen_simulators.gw_alignment`).
 
     Example:
         >>> sim = GravitationalWave()
