@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sbi_gen.prior import GaussianPrior, Prior, UniformPrior
+from sbi_gen.prior import GaussianPrior, LogNormalPrior, Prior, UniformPrior
 
 __all__ = ["train_and_sample", "as_torch_prior"]
 
@@ -50,13 +50,17 @@ class _PriorDistribution(torch.distributions.Distribution):
 
 
 def as_torch_prior(prior: Prior) -> torch.distributions.Distribution:
-    """sbi needs a torch distribution: box-uniform and Gaussian priors map exactly, others through a wrapper."""
+    """sbi needs a torch distribution: box-uniform, Gaussian and log-normal priors map exactly, others through a
+    wrapper. (A log-normal through the wrapper would give sbi the support ``[0, inf]`` as an interval, whose
+    sigmoid transform sbi's ``check_transform`` rejects: sbibm's sir and lotka_volterra failed so.)"""
     if isinstance(prior, UniformPrior):
         from sbi.utils import BoxUniform
 
         return BoxUniform(prior.low.float(), prior.high.float())
     if isinstance(prior, GaussianPrior):
         return torch.distributions.MultivariateNormal(prior.mean.float(), scale_tril=prior.scale_tril.float())
+    if isinstance(prior, LogNormalPrior):
+        return torch.distributions.Independent(torch.distributions.LogNormal(prior.loc.float(), prior.scale.float()), 1)
     return _PriorDistribution(prior)
 
 
