@@ -259,8 +259,7 @@ def gw_svd_embedding(
             options = dict(simulator_options or {})
             key = (simulator, _options_key(options), num_basis, num_waveforms, seed,
                    None if aligned_half_widths is None else tuple(float(w) for w in aligned_half_widths))
-            described = repr(simulator)
-            described += f" with options {options}"
+            described = f"{simulator!r} with options {options}"
             simulator = (registry or get_registry()).simulator(simulator, **options)
         if tuple(simulator.x_shape) != x_shape:
             raise ValueError(

@@ -202,7 +202,7 @@ class PosteriorEstimator(ABC):
         store = _as_store(theta)
         if store is not None or isinstance(theta, (RedrawnPairs, AlignedPairs)):
             if x is not None:
-                raise TypeError("when training from a simulation store or RedrawnPairs, x must be None (it holds x)")
+                raise TypeError("when training from a simulation store or a pair source, x must be None (it holds x)")
             with seeded_torch(config.seed, self.device):  # weights and loss noise; the caller's RNG is restored
                 source = theta if store is None else store_pairs(store, prior, drop_invalid, config.shuffle_buffer)
                 return self._fit_streamed(source, prior or source.prior, config)

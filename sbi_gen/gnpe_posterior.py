@@ -113,16 +113,15 @@ class GNPEEstimator:
         self.history["seconds"] = time.perf_counter() - start
         return self.history
 
-    def _aligned_draws(self, theta: Tensor, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """One Gibbs sweep for rows ``theta [m, d]`` of observations ``x [m, *x_shape]``: ``(theta', proxy)``."""
-        out, proxies = [], []
+    def _gibbs_sweep(self, theta: Tensor, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """One Gibbs sweep for rows ``theta [m, d]`` of observations ``x [m, *x_shape]``: the new ``theta [m, d]``."""
+        out = []
         for start in range(0, len(theta), _CHUNK):
             rows = slice(start, start + _CHUNK)
             proxy = self.alignment.draw_proxies(theta[rows], generator)
             draw = self.aligned.sample(self.alignment.context(x[rows], proxy), 1, generator)[0]
             out.append(self.alignment.from_aligned(draw, proxy))
-            proxies.append(proxy)
-        return torch.cat(out), torch.cat(proxies)
+        return torch.cat(out)
 
     @torch.no_grad()
     def sample(self, x_obs: Any, n: int, generator: torch.Generator | None = None,
@@ -134,7 +133,7 @@ class GNPEEstimator:
         rows = x.unsqueeze(0).expand(n, *x.shape).reshape(n * len(x), *x.shape[1:])
         flat = theta.reshape(n * len(x), d)
         for _ in range(iterations or self.iterations):
-            flat, _ = self._aligned_draws(flat, rows, generator)
+            flat = self._gibbs_sweep(flat, rows, generator)
         return flat.reshape(n, len(x), d)
 
     @torch.no_grad()
@@ -201,11 +200,9 @@ def load_gnpe(path: str | os.PathLike, device: str = "cpu", registry=None) -> GN
         raise ModelFileError(f"{path / GNPE_FILE}: not an sbi-gen GNPE model of a named simulator")
     registry = registry or get_registry()
     simulator = registry.simulator(config["simulator"], **config["simulator_options"])
-    gnpe = GNPEEstimator.__new__(GNPEEstimator)
-    gnpe.registry, gnpe.simulator, gnpe.device = registry, simulator, device
-    gnpe.estimator_name, gnpe.options = config["estimator"], config["options"]
-    gnpe.alignment = ProxyAlignment(simulator, half_widths=config["half_widths"])
-    gnpe.iterations, gnpe.history = int(config["iterations"]), config.get("history", {})
+    gnpe = GNPEEstimator(simulator, config["estimator"], config["options"], config["half_widths"],
+                         config["iterations"], device, registry)  # unfitted estimators: options only, no networks
+    gnpe.history = config.get("history", {})
     gnpe.init = load_estimator(path / "init", device=device, registry=registry)
     gnpe.aligned = load_estimator(path / "aligned", device=device, registry=registry)
     if math.prod(gnpe.aligned.x_shape) != math.prod(gnpe.alignment.x_shape):

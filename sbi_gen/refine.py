@@ -171,19 +171,21 @@ def importance_sample(
     if not simulator.capabilities.has_log_likelihood:
         raise NotImplementedError(f"simulator {simulator.name!r} has no log_likelihood; refinement needs one")
     proposal = as_posterior(proposal)
-    joint = getattr(proposal, "sample_with_log_prob", None)
+    joint = proposal.sample_with_log_prob
     if not proposal.has_log_prob and joint is None:
         raise NotImplementedError(f"{proposal.name} has no log_prob; importance sampling needs proposal densities")
     x = check_observations(x_obs, simulator.x_shape)
     if len(x) != 1:
         raise ValueError(f"importance_sample refines one observation at a time, got {len(x)}")
-    # a proposal with densities only on a larger space (GNPE's (theta, proxy)) gives both at once
-    theta, log_q = joint(num_samples, generator) if joint is not None else (proposal.sample(num_samples, generator),
-                                                                            None)
+    if joint is not None:  # a proposal with densities only on a larger space (GNPE's (theta, proxy)) gives both
+        theta, log_q = joint(num_samples, generator)
+    else:
+        theta = proposal.sample(num_samples, generator)
     if theta.shape != (num_samples, 1, simulator.prior.dim):
         raise ValueError(f"proposal samples must be [{num_samples}, 1, {simulator.prior.dim}], got {list(theta.shape)}")
-    log_q = torch.as_tensor(proposal.log_prob(theta) if log_q is None else log_q,
-                            dtype=torch.float64).reshape(num_samples)
+    if joint is None:
+        log_q = proposal.log_prob(theta)
+    log_q = torch.as_tensor(log_q, dtype=torch.float64).reshape(num_samples)
     log_prior = simulator.prior.log_prob(theta.double()).reshape(num_samples)
     log_like = torch.cat(
         [
